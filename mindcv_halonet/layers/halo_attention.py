@@ -1,0 +1,317 @@
+"""Blocked local self-attention with halos (HaloNet, Vaswani et al., CVPR 2021).
+
+The function computed is timm's ``HaloAttn`` (see ``tests/fixtures/halo_attn/README.md`` for the
+exact semantics the tests hold it to). Shapes use these letters:
+
+    B  batch                    C  input channels (``dim``)
+    h  heads                    dqk / dv  query-key / value width per head
+    b  block size               p  halo size             win = b + 2p (key window)
+    s  query stride (2 in strided-query mode, else 1)    bq = b / s (query block)
+    H, W  input size            Hp, Wp  H, W rounded up to a multiple of b
+    nh, nw = Hp / b, Wp / b     blocks per column / row; nb = nh * nw
+    N  = B * h * nb             one attention problem per (sample, head, block)
+
+Only reshape / transpose / slice / concat / batched matmul / softmax / 1x1 conv / gather are used,
+so the cell runs on every MindSpore backend (no ``nn.Unfold``), in PyNative and Graph mode, with
+shapes that are static for a given input size.
+
+Sizes that are not a multiple of ``block_size``
+-----------------------------------------------
+timm requires H and W to be multiples of ``block_size``. This layer accepts any size: the map is
+extended on the bottom and right to (Hp, Wp) and the result is cropped back. An extended position
+is treated exactly like timm's halo border: its key and value are exactly zero (no bias), and it is
+*not* masked -- it enters the softmax with logit 0 (content) + its relative-position term, as every
+out-of-image halo position does in timm. Queries at extended positions are computed and dropped.
+When H and W already are multiples of ``block_size`` nothing is extended, so the result is the plain
+timm function. Output size: strided-query mode gives ceil(H/2) x ceil(W/2) (like a 1x1 conv with
+stride 2); avg-pool mode gives floor(H/2) x floor(W/2) (2x2 average pool, no padding).
+
+Mixed precision
+---------------
+The content and relative logits and the softmax always run in float32, whatever the compute dtype
+(MindCV's ``amp_level`` O2/O3 run the 1x1 convs in float16); the attention weights are then cast
+back and the output is returned in the compute dtype (the dtype of the projected values).
+"""
+import math
+from typing import Optional
+
+import numpy as np
+
+import mindspore as ms
+from mindspore import Parameter, Tensor, nn, ops
+from mindspore.common.initializer import Normal, initializer
+
+__all__ = ["HaloAttention", "RelPosEmbed", "make_divisible", "halo_dims"]
+
+
+def make_divisible(v: float, divisor: int = 8, min_value: Optional[int] = None, round_limit: float = 0.9) -> int:
+    """Round ``v`` to the nearest multiple of ``divisor`` (halves up), at least ``min_value`` (default
+    ``divisor``), adding one more ``divisor`` if rounding lost more than ``1 - round_limit`` of ``v``."""
+    min_value = min_value or divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < round_limit * v:
+        new_v += divisor
+    return new_v
+
+
+def _check_int(name: str, value, minimum: int, accepted: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"HaloAttention: {name}={value!r} is invalid; expected {accepted}")
+
+
+def halo_dims(
+    dim: int,
+    dim_out: Optional[int] = None,
+    stride: int = 1,
+    num_heads: int = 8,
+    dim_head: Optional[int] = None,
+    block_size: int = 8,
+    halo_size: int = 3,
+    qk_ratio: float = 1.0,
+    avg_down: bool = False,
+) -> dict:
+    """Validate the constructor arguments and derive the layer's sizes (no tensors are created).
+
+    Returns a dict with ``dim_out, dim_head_qk, dim_head_v, win_size, block_stride, block_size_ds,
+    use_avg_pool, scale``. Raises ``ValueError`` naming the offending argument.
+    """
+    _check_int("dim", dim, 1, "an integer >= 1")
+    dim_out = dim if dim_out is None else dim_out
+    _check_int("dim_out", dim_out, 1, "an integer >= 1 (or None for dim)")
+    _check_int("num_heads", num_heads, 1, "an integer >= 1")
+    if dim_out % num_heads:
+        raise ValueError(
+            f"HaloAttention: dim_out={dim_out} is not divisible by num_heads={num_heads}; "
+            f"expected dim_out to be a multiple of num_heads"
+        )
+    if stride not in (1, 2) or isinstance(stride, bool):
+        raise ValueError(f"HaloAttention: stride={stride!r} is invalid; expected 1 or 2")
+    _check_int("block_size", block_size, 1, "an integer >= 1")
+    _check_int("halo_size", halo_size, 0, "an integer >= 0")
+    if isinstance(qk_ratio, bool) or not isinstance(qk_ratio, (int, float)) or not qk_ratio > 0 or math.isinf(qk_ratio):
+        raise ValueError(f"HaloAttention: qk_ratio={qk_ratio!r} is invalid; expected a finite number > 0")
+    if dim_head is not None:
+        _check_int("dim_head", dim_head, 1, "an integer >= 1 or None")
+        dim_head_qk = dim_head
+    else:
+        dim_head_qk = make_divisible(dim_out * qk_ratio, divisor=8) // num_heads
+        if dim_head_qk < 1:
+            raise ValueError(
+                f"HaloAttention: qk_ratio={qk_ratio!r} with dim_out={dim_out} and num_heads={num_heads} gives a "
+                f"query/key head width of 0; expected a larger qk_ratio or an explicit dim_head >= 1"
+            )
+    use_avg_pool = stride > 1 and (bool(avg_down) or block_size % stride != 0)
+    block_stride = 1 if use_avg_pool else stride
+    return dict(
+        dim_out=dim_out,
+        dim_head_qk=dim_head_qk,
+        dim_head_v=dim_out // num_heads,
+        win_size=block_size + 2 * halo_size,
+        block_stride=block_stride,
+        block_size_ds=block_size // block_stride,
+        use_avg_pool=use_avg_pool,
+        scale=dim_head_qk**-0.5,
+    )
+
+
+class RelPosEmbed(nn.Cell):
+    """Relative-position logits of one query block against its key window.
+
+    Parameters (timm names): ``height_rel`` and ``width_rel``, each (2*win-1, dqk). For a query at
+    (qy, qx) of the bq x bq query grid and a key at (ky, kx) of the win x win window the logit is
+
+        q . height_rel[ky - qy + win - 1] + q . width_rel[kx - qx + win - 1]
+
+    (the index mixes query-grid and window coordinates exactly as timm does, also in strided-query
+    mode). Rows 0 .. win-bq-1 of both tables are never read.
+
+    Input:  q (N, bq, bq, dqk), float32.
+    Output: (N, bq*bq, win*win) float32, query-major rows / window-major columns like the content logits.
+    """
+
+    def __init__(self, block_size: int, win_size: int, dim_head: int):
+        super().__init__()
+        self.block_size = block_size
+        self.win_size = win_size
+        std = dim_head**-0.5
+        self.height_rel = Parameter(initializer(Normal(std), (2 * win_size - 1, dim_head), ms.float32), name="height_rel")
+        self.width_rel = Parameter(initializer(Normal(std), (2 * win_size - 1, dim_head), ms.float32), name="width_rel")
+        # rel_index[qy, ky] = ky - qy + win - 1  ->  (bq, win), constant
+        q_pos = np.arange(block_size)[:, None]
+        k_pos = np.arange(win_size)[None, :]
+        self.rel_index = Tensor((k_pos - q_pos + win_size - 1).astype(np.int32))
+
+    def _axis_tables(self, table: Tensor) -> Tensor:
+        # (2*win-1, dqk) -> gather rows per query coordinate -> (bq, win, dqk) -> (bq, dqk, win)
+        rows = ops.gather(table.astype(ms.float32), self.rel_index, 0)
+        return rows.transpose(0, 2, 1)
+
+    def construct(self, q: Tensor) -> Tensor:
+        n, bq, _, d = q.shape
+        win = self.win_size
+        # height: batch over qy. q -> (qy, N*qx, dqk) @ (qy, dqk, win) -> (qy, N*qx, ky)
+        q_y = q.transpose(1, 0, 2, 3).reshape(bq, n * bq, d)
+        rel_h = ops.bmm(q_y, self._axis_tables(self.height_rel))
+        rel_h = rel_h.reshape(bq, n, bq, win).transpose(1, 0, 2, 3)  # (N, qy, qx, ky)
+        # width: batch over qx. q -> (qx, N*qy, dqk) @ (qx, dqk, win) -> (qx, N*qy, kx)
+        q_x = q.transpose(2, 0, 1, 3).reshape(bq, n * bq, d)
+        rel_w = ops.bmm(q_x, self._axis_tables(self.width_rel))
+        rel_w = rel_w.reshape(bq, n, bq, win).transpose(1, 2, 0, 3)  # (N, qy, qx, kx)
+        # broadcast: height term over kx, width term over ky -> (N, qy, qx, ky, kx)
+        rel = rel_h.expand_dims(4) + rel_w.expand_dims(3)
+        return rel.reshape(n, bq * bq, win * win)
+
+
+def _zeros_like_shape(x: Tensor, axis: int, size: int) -> Tensor:
+    shape = list(x.shape)
+    shape[axis] = size
+    return ops.zeros(tuple(shape), x.dtype)
+
+
+def _pad_axis(x: Tensor, axis: int, before: int, after: int) -> Tensor:
+    """Zero-pad one axis with concat (its backward is a slice; no PadV3, see the CPU facts note)."""
+    parts = []
+    if before > 0:
+        parts.append(_zeros_like_shape(x, axis, before))
+    parts.append(x)
+    if after > 0:
+        parts.append(_zeros_like_shape(x, axis, after))
+    if len(parts) == 1:
+        return x
+    return ops.concat(parts, axis)
+
+
+def _windows_axis(x: Tensor, axis: int, num_blocks: int, block: int, win: int) -> Tensor:
+    """Cut overlapping windows along ``axis`` of an already padded tensor.
+
+    ``x`` has at least (num_blocks + k - 1) * block entries on ``axis``, k = ceil(win / block).
+    Window i covers entries i*block .. i*block + win - 1. Returns ``x`` with ``axis`` replaced by
+    (num_blocks, win). Built from k shifted block-reshapes and one concat: no gather, no unfold.
+    """
+    k = -(-win // block)
+    shape = x.shape
+    pieces = []
+    for j in range(k):
+        part = ops.narrow(x, axis, j * block, num_blocks * block)
+        pieces.append(part.reshape(shape[:axis] + (num_blocks, block) + shape[axis + 1 :]))
+    stacked = ops.concat(pieces, axis + 1) if k > 1 else pieces[0]
+    if k * block != win:
+        stacked = ops.narrow(stacked, axis + 1, 0, win)
+    return stacked
+
+
+class HaloAttention(nn.Cell):
+    """Halo attention (timm ``HaloAttn`` semantics), any input size.
+
+    Args:
+        dim: input channels C.
+        dim_out: output channels (default ``dim``); must be divisible by ``num_heads``.
+        feat_size: accepted for timm compatibility, unused.
+        stride: 1 or 2. With 2 and an even ``block_size`` (and ``avg_down`` False) the queries are the
+            even pixels (strided-query mode); otherwise attention runs at full resolution followed by a
+            2x2 average pool.
+        num_heads: attention heads h.
+        dim_head: query/key width per head; default ``make_divisible(dim_out * qk_ratio, 8) // h``.
+        block_size: query block b.  halo_size: halo p around each block.
+        qk_ratio: query/key width relative to ``dim_out`` (when ``dim_head`` is None).
+        qkv_bias: biases on the q and kv projections.
+        avg_down: use the average-pool mode for stride 2 even when b is even.
+        scale_pos_embed: scale (content + relative) logits together instead of only the content.
+
+    Parameters (timm state-dict names): ``q.weight`` (h*dqk, C, 1, 1), ``kv.weight``
+    (h*(dqk+dv), C, 1, 1) grouped per head as [k_i, v_i], optional ``q.bias``/``kv.bias``,
+    ``pos_embed.height_rel``/``pos_embed.width_rel`` (2*win-1, dqk).
+
+    Input (B, C, H, W); output (B, dim_out, H', W') with H' = H at stride 1.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        dim_out: Optional[int] = None,
+        feat_size=None,
+        stride: int = 1,
+        num_heads: int = 8,
+        dim_head: Optional[int] = None,
+        block_size: int = 8,
+        halo_size: int = 3,
+        qk_ratio: float = 1.0,
+        qkv_bias: bool = False,
+        avg_down: bool = False,
+        scale_pos_embed: bool = False,
+    ):
+        super().__init__()
+        d = halo_dims(dim, dim_out, stride, num_heads, dim_head, block_size, halo_size, qk_ratio, avg_down)
+        self.dim_out = d["dim_out"]
+        self.num_heads = num_heads
+        self.dim_head_qk = d["dim_head_qk"]
+        self.dim_head_v = d["dim_head_v"]
+        self.dim_out_qk = num_heads * self.dim_head_qk
+        self.dim_out_v = num_heads * self.dim_head_v
+        self.scale = d["scale"]
+        self.scale_pos_embed = bool(scale_pos_embed)
+        self.block_size = block_size
+        self.block_size_ds = d["block_size_ds"]
+        self.block_stride = d["block_stride"]
+        self.halo_size = halo_size
+        self.win_size = d["win_size"]
+        self.use_avg_pool = d["use_avg_pool"]
+
+        std = dim**-0.5
+        self.q = nn.Conv2d(
+            dim, self.dim_out_qk, 1, stride=self.block_stride, has_bias=bool(qkv_bias),
+            weight_init=Normal(std), bias_init="zeros",
+        )
+        self.kv = nn.Conv2d(
+            dim, self.dim_out_qk + self.dim_out_v, 1, has_bias=bool(qkv_bias),
+            weight_init=Normal(std), bias_init="zeros",
+        )
+        self.pos_embed = RelPosEmbed(self.block_size_ds, self.win_size, self.dim_head_qk)
+        self.pool = nn.AvgPool2d(kernel_size=2, stride=2) if self.use_avg_pool else nn.Identity()
+
+    def construct(self, x: Tensor) -> Tensor:
+        B, _, H, W = x.shape
+        b, p, win, bq, s = self.block_size, self.halo_size, self.win_size, self.block_size_ds, self.block_stride
+        h, dqk, dv = self.num_heads, self.dim_head_qk, self.dim_head_v
+        nh, nw = -(-H // b), -(-W // b)
+        Hp, Wp = nh * b, nw * b
+        n = B * h * nh * nw
+
+        # queries: (B, h*dqk, ceil(H/s), ceil(W/s)) -> extend to (B, h*dqk, nh*bq, nw*bq)
+        q = self.q(x)
+        hq, wq = q.shape[2], q.shape[3]
+        q = _pad_axis(_pad_axis(q, 2, 0, nh * bq - hq), 3, 0, nw * bq - wq)
+        # -> (B, h, dqk, nh, bq, nw, bq) -> (B, h, nh, nw, bq, bq, dqk) -> (N, bq, bq, dqk)
+        q = q.reshape(B, h, dqk, nh, bq, nw, bq).transpose(0, 1, 3, 5, 4, 6, 2)
+        q = q.reshape(n, bq, bq, dqk).astype(ms.float32)
+
+        # keys/values: projected first (bias included), then zero-extended, so every position outside
+        # the image (halo border or extension to a multiple of b) has k = v = 0 exactly.
+        kv = self.kv(x)  # (B, h*(dqk+dv), H, W)
+        kb = -(-win // b)  # block-rows per window
+        ext = (kb - 1) * b - p  # room so that the last window's k shifted block-reshapes fit
+        kv = _pad_axis(kv, 2, p, Hp - H + ext)
+        kv = _pad_axis(kv, 3, p, Wp - W + ext)
+        kv = _windows_axis(kv, 2, nh, b, win)  # (B, c, nh, win, Wpad)
+        kv = _windows_axis(kv, 4, nw, b, win)  # (B, c, nh, win, nw, win)
+        # channel c = head * (dqk + dv) + j, per-head interleaved [k_i, v_i] as in timm
+        kv = kv.reshape(B, h, dqk + dv, nh, win, nw, win)
+        k = kv[:, :, :dqk].transpose(0, 1, 3, 5, 2, 4, 6).reshape(n, dqk, win * win)
+        v = kv[:, :, dqk:].transpose(0, 1, 3, 5, 4, 6, 2).reshape(n, win * win, dv)
+
+        # logits in float32: content (N, bq*bq, win*win) + relative (same shape)
+        content = ops.bmm(q.reshape(n, bq * bq, dqk), k.astype(ms.float32))
+        rel = self.pos_embed(q)
+        if self.scale_pos_embed:
+            logits = (content + rel) * self.scale
+        else:
+            logits = content * self.scale + rel
+        attn = ops.softmax(logits, -1).astype(v.dtype)
+
+        out = ops.bmm(attn, v)  # (N, bq*bq, dv)
+        # (B, h, nh, nw, bq, bq, dv) -> (B, h, dv, nh, bq, nw, bq) -> (B, h*dv, nh*bq, nw*bq)
+        out = out.reshape(B, h, nh, nw, bq, bq, dv).transpose(0, 1, 6, 2, 4, 3, 5)
+        out = out.reshape(B, h * dv, nh * bq, nw * bq)
+        if nh * bq != hq or nw * bq != wq:
+            out = out[:, :, :hq, :wq]
+        return self.pool(out)
