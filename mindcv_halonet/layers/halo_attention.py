@@ -31,6 +31,9 @@ Mixed precision
 The content and relative logits and the softmax always run in float32, whatever the compute dtype
 (MindCV's ``amp_level`` O2/O3 run the 1x1 convs in float16); the attention weights are then cast
 back and the output is returned in the compute dtype (the dtype of the projected values).
+MindSpore's O2/O3 call ``to_float(float16)`` recursively, which makes every op of every sub-cell
+cast its inputs to float16; the two cells that compute logits (``RelPosEmbed``, ``AttentionWeights``)
+are ``Float32Cell``s, which turn such a request into float32 for themselves.
 """
 import math
 from typing import Optional
@@ -41,7 +44,7 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, initializer
 
-__all__ = ["HaloAttention", "RelPosEmbed", "make_divisible", "halo_dims"]
+__all__ = ["HaloAttention", "RelPosEmbed", "AttentionWeights", "Float32Cell", "make_divisible", "halo_dims"]
 
 
 def make_divisible(v: float, divisor: int = 8, min_value: Optional[int] = None, round_limit: float = 0.9) -> int:
@@ -114,7 +117,17 @@ def halo_dims(
     )
 
 
-class RelPosEmbed(nn.Cell):
+class Float32Cell(nn.Cell):
+    """A cell that always computes in float32: a request from an enclosing ``to_float(float16)`` /
+    ``to_float(bfloat16)`` (MindSpore AMP O2/O3) is turned into float32 for this cell and its children."""
+
+    def add_flags(self, **flags):
+        if flags.get("fp16") or flags.get("bf16"):
+            flags = dict(flags, fp16=False, bf16=False, fp32=True)
+        return super().add_flags(**flags)
+
+
+class RelPosEmbed(Float32Cell):
     """Relative-position logits of one query block against its key window.
 
     Parameters (timm names): ``height_rel`` and ``width_rel``, each (2*win-1, dqk). For a query at
@@ -160,6 +173,29 @@ class RelPosEmbed(nn.Cell):
         # broadcast: height term over kx, width term over ky -> (N, qy, qx, ky, kx)
         rel = rel_h.expand_dims(4) + rel_w.expand_dims(3)
         return rel.reshape(n, bq * bq, win * win)
+
+
+class AttentionWeights(Float32Cell):
+    """Softmax attention weights of one query block over its key window, in float32.
+
+    Inputs: q (N, bq, bq, dqk), k (N, dqk, win*win), any float dtype; rel (N, bq*bq, win*win), the
+    unscaled relative logits from ``RelPosEmbed``.
+    Output: (N, bq*bq, win*win) float32, rows summing to 1.
+    """
+
+    def __init__(self, scale: float, scale_pos_embed: bool):
+        super().__init__()
+        self.scale = scale
+        self.scale_pos_embed = scale_pos_embed
+
+    def construct(self, q: Tensor, k: Tensor, rel: Tensor) -> Tensor:
+        n, bq, _, dqk = q.shape
+        content = ops.bmm(q.reshape(n, bq * bq, dqk).astype(ms.float32), k.astype(ms.float32))
+        if self.scale_pos_embed:
+            logits = (content + rel) * self.scale
+        else:
+            logits = content * self.scale + rel
+        return ops.softmax(logits, -1)
 
 
 def _zeros_like_shape(x: Tensor, axis: int, size: int) -> Tensor:
@@ -267,6 +303,7 @@ class HaloAttention(nn.Cell):
             weight_init=Normal(std), bias_init="zeros",
         )
         self.pos_embed = RelPosEmbed(self.block_size_ds, self.win_size, self.dim_head_qk)
+        self.attn_weights = AttentionWeights(self.scale, self.scale_pos_embed)
         self.pool = nn.AvgPool2d(kernel_size=2, stride=2) if self.use_avg_pool else nn.Identity()
 
     def construct(self, x: Tensor) -> Tensor:
@@ -283,7 +320,7 @@ class HaloAttention(nn.Cell):
         q = _pad_axis(_pad_axis(q, 2, 0, nh * bq - hq), 3, 0, nw * bq - wq)
         # -> (B, h, dqk, nh, bq, nw, bq) -> (B, h, nh, nw, bq, bq, dqk) -> (N, bq, bq, dqk)
         q = q.reshape(B, h, dqk, nh, bq, nw, bq).transpose(0, 1, 3, 5, 4, 6, 2)
-        q = q.reshape(n, bq, bq, dqk).astype(ms.float32)
+        q = q.reshape(n, bq, bq, dqk)
 
         # keys/values: projected first (bias included), then zero-extended, so every position outside
         # the image (halo border or extension to a multiple of b) has k = v = 0 exactly.
@@ -299,14 +336,8 @@ class HaloAttention(nn.Cell):
         k = kv[:, :, :dqk].transpose(0, 1, 3, 5, 2, 4, 6).reshape(n, dqk, win * win)
         v = kv[:, :, dqk:].transpose(0, 1, 3, 5, 4, 6, 2).reshape(n, win * win, dv)
 
-        # logits in float32: content (N, bq*bq, win*win) + relative (same shape)
-        content = ops.bmm(q.reshape(n, bq * bq, dqk), k.astype(ms.float32))
-        rel = self.pos_embed(q)
-        if self.scale_pos_embed:
-            logits = (content + rel) * self.scale
-        else:
-            logits = content * self.scale + rel
-        attn = ops.softmax(logits, -1).astype(v.dtype)
+        # logits and softmax in float32: (N, bq*bq, win*win)
+        attn = self.attn_weights(q, k, self.pos_embed(q)).astype(v.dtype)
 
         out = ops.bmm(attn, v)  # (N, bq*bq, dv)
         # (B, h, nh, nw, bq, bq, dv) -> (B, h, dv, nh, bq, nw, bq) -> (B, h*dv, nh*bq, nw*bq)
