@@ -11,14 +11,17 @@ exact semantics the tests hold it to). Shapes use these letters:
     nh, nw = Hp / b, Wp / b     blocks per column / row; nb = nh * nw
     N  = B * h * nb             one attention problem per (sample, head, block)
 
-Only reshape / transpose / slice / concat / batched matmul / softmax / 1x1 conv / gather are used,
+Only 1x1 conv / reshape / transpose / slice / concat / gather / batched matmul / softmax are used,
 so the cell runs on every MindSpore backend (no ``nn.Unfold``), in PyNative and Graph mode, with
-shapes that are static for a given input size.
+shapes that are static for a given input size. Query blocks and the overlapping key/value windows
+are each cut with one gather from a "pixels as rows" map that has one extra all-zero row; every
+window position outside the map reads that row.
 
 Sizes that are not a multiple of ``block_size``
 -----------------------------------------------
-timm requires H and W to be multiples of ``block_size``. This layer accepts any size: the map is
-extended on the bottom and right to (Hp, Wp) and the result is cropped back. An extended position
+timm requires H and W to be multiples of ``block_size``. This layer accepts any size: the blocks
+are laid out as if the map were extended on the bottom and right to (Hp, Wp), and the result is
+cropped back to the map. An extended position
 is treated exactly like timm's halo border: its key and value are exactly zero (no bias), and it is
 *not* masked -- it enters the softmax with logit 0 (content) + its relative-position term, as every
 out-of-image halo position does in timm. Queries at extended positions are computed and dropped.
@@ -128,7 +131,7 @@ class Float32Cell(nn.Cell):
 
 
 class RelPosEmbed(Float32Cell):
-    """Relative-position logits of one query block against its key window.
+    """Relative-position logits of one query block against its key window, in float32.
 
     Parameters (timm names): ``height_rel`` and ``width_rel``, each (2*win-1, dqk). For a query at
     (qy, qx) of the bq x bq query grid and a key at (ky, kx) of the win x win window the logit is
@@ -138,8 +141,8 @@ class RelPosEmbed(Float32Cell):
     (the index mixes query-grid and window coordinates exactly as timm does, also in strided-query
     mode). Rows 0 .. win-bq-1 of both tables are never read.
 
-    Input:  q (N, bq, bq, dqk), float32.
-    Output: (N, bq*bq, win*win) float32, query-major rows / window-major columns like the content logits.
+    Input:  q (N, bq*bq, dqk), queries of a block in row-major order.
+    Output: (N, bq*bq, win*win) float32, window positions row-major, like the content logits.
     """
 
     def __init__(self, block_size: int, win_size: int, dim_head: int):
@@ -149,36 +152,36 @@ class RelPosEmbed(Float32Cell):
         std = dim_head**-0.5
         self.height_rel = Parameter(initializer(Normal(std), (2 * win_size - 1, dim_head), ms.float32), name="height_rel")
         self.width_rel = Parameter(initializer(Normal(std), (2 * win_size - 1, dim_head), ms.float32), name="width_rel")
-        # rel_index[qy, ky] = ky - qy + win - 1  ->  (bq, win), constant
-        q_pos = np.arange(block_size)[:, None]
-        k_pos = np.arange(win_size)[None, :]
-        self.rel_index = Tensor((k_pos - q_pos + win_size - 1).astype(np.int32))
+        # q . table^T gives (bq*bq, 2*win-1) per query; these flat indices pick, for query (qy, qx) and
+        # window coordinate kk, the entry [(qy, qx), kk - qy + win - 1] (height) / [.., kk - qx + win - 1] (width)
+        rows = 2 * win_size - 1
+        qy = np.arange(block_size)[:, None, None]
+        qx = np.arange(block_size)[None, :, None]
+        kk = np.arange(win_size)[None, None, :]
+        base = (qy * block_size + qx) * rows + win_size - 1
+        self.height_index = Tensor((base + kk - qy).reshape(-1).astype(np.int32))  # (bq*bq*win,)
+        self.width_index = Tensor((base + kk - qx).reshape(-1).astype(np.int32))
 
-    def _axis_tables(self, table: Tensor) -> Tensor:
-        # (2*win-1, dqk) -> gather rows per query coordinate -> (bq, win, dqk) -> (bq, dqk, win)
-        rows = ops.gather(table.astype(ms.float32), self.rel_index, 0)
-        return rows.transpose(0, 2, 1)
+    def _axis_logits(self, q2d: Tensor, table: Tensor, index: Tensor, n: int) -> Tensor:
+        # (N*bq*bq, dqk) @ (dqk, 2*win-1) -> (N, bq*bq*(2*win-1)) -> pick -> (N, bq*bq, win)
+        full = ops.matmul(q2d, table.astype(ms.float32).T).reshape(n, -1)
+        return ops.gather(full, index, 1).reshape(n, self.block_size**2, self.win_size)
 
     def construct(self, q: Tensor) -> Tensor:
-        n, bq, _, d = q.shape
+        n, bq2, d = q.shape
         win = self.win_size
-        # height: batch over qy. q -> (qy, N*qx, dqk) @ (qy, dqk, win) -> (qy, N*qx, ky)
-        q_y = q.transpose(1, 0, 2, 3).reshape(bq, n * bq, d)
-        rel_h = ops.bmm(q_y, self._axis_tables(self.height_rel))
-        rel_h = rel_h.reshape(bq, n, bq, win).transpose(1, 0, 2, 3)  # (N, qy, qx, ky)
-        # width: batch over qx. q -> (qx, N*qy, dqk) @ (qx, dqk, win) -> (qx, N*qy, kx)
-        q_x = q.transpose(2, 0, 1, 3).reshape(bq, n * bq, d)
-        rel_w = ops.bmm(q_x, self._axis_tables(self.width_rel))
-        rel_w = rel_w.reshape(bq, n, bq, win).transpose(1, 2, 0, 3)  # (N, qy, qx, kx)
-        # broadcast: height term over kx, width term over ky -> (N, qy, qx, ky, kx)
-        rel = rel_h.expand_dims(4) + rel_w.expand_dims(3)
-        return rel.reshape(n, bq * bq, win * win)
+        q2d = q.astype(ms.float32).reshape(n * bq2, d)
+        rel_h = self._axis_logits(q2d, self.height_rel, self.height_index, n)  # (N, bq*bq, ky)
+        rel_w = self._axis_logits(q2d, self.width_rel, self.width_index, n)  # (N, bq*bq, kx)
+        # height term broadcast over kx, width term over ky
+        rel = rel_h.reshape(n, bq2, win, 1) + rel_w.reshape(n, bq2, 1, win)
+        return rel.reshape(n, bq2, win * win)
 
 
 class AttentionWeights(Float32Cell):
-    """Softmax attention weights of one query block over its key window, in float32.
+    """Softmax attention weights of each query over its key window, in float32.
 
-    Inputs: q (N, bq, bq, dqk), k (N, dqk, win*win), any float dtype; rel (N, bq*bq, win*win), the
+    Inputs: q (N, bq*bq, dqk), k (N, win*win, dqk), any float dtype; rel (N, bq*bq, win*win), the
     unscaled relative logits from ``RelPosEmbed``.
     Output: (N, bq*bq, win*win) float32, rows summing to 1.
     """
@@ -187,53 +190,44 @@ class AttentionWeights(Float32Cell):
         super().__init__()
         self.scale = scale
         self.scale_pos_embed = scale_pos_embed
+        self.bmm_nt = ops.BatchMatMul(transpose_b=True)
 
     def construct(self, q: Tensor, k: Tensor, rel: Tensor) -> Tensor:
-        n, bq, _, dqk = q.shape
-        content = ops.bmm(q.reshape(n, bq * bq, dqk).astype(ms.float32), k.astype(ms.float32))
+        q = q.astype(ms.float32)
+        k = k.astype(ms.float32)
         if self.scale_pos_embed:
-            logits = (content + rel) * self.scale
+            logits = (self.bmm_nt(q, k) + rel) * self.scale
         else:
-            logits = content * self.scale + rel
+            logits = self.bmm_nt(q * self.scale, k) + rel  # scaling q is cheaper than scaling the logits
         return ops.softmax(logits, -1)
 
 
-def _zeros_like_shape(x: Tensor, axis: int, size: int) -> Tensor:
-    shape = list(x.shape)
-    shape[axis] = size
-    return ops.zeros(tuple(shape), x.dtype)
+def _rows_with_zero(x: Tensor) -> Tensor:
+    """(G, C, L) -> (G, L + 1, C): positions as rows, plus a last all-zero row that stands for every
+    position outside the map."""
+    g, c, _ = x.shape
+    return ops.concat((x.transpose(0, 2, 1), ops.zeros((g, 1, c), x.dtype)), 1)
 
 
-def _pad_axis(x: Tensor, axis: int, before: int, after: int) -> Tensor:
-    """Zero-pad one axis with concat (its backward is a slice; no PadV3, see the CPU facts note)."""
-    parts = []
-    if before > 0:
-        parts.append(_zeros_like_shape(x, axis, before))
-    parts.append(x)
-    if after > 0:
-        parts.append(_zeros_like_shape(x, axis, after))
-    if len(parts) == 1:
-        return x
-    return ops.concat(parts, axis)
+def _window_index(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int) -> Tensor:
+    """Flat indices into a (height*width + 1)-row map for every window, blocks row-major.
+
+    Window (r, c) covers rows r*step - offset .. r*step - offset + size - 1 (same for columns); a
+    position outside the map points at row height*width (the zero row). Returns (nh*nw*size*size,)
+    int32, ordered (r, c, y, x)."""
+    ys = (ops.arange(nh, dtype=ms.int32) * step - offset).reshape(nh, 1, 1, 1) + ops.arange(size, dtype=ms.int32).reshape(1, 1, size, 1)
+    xs = (ops.arange(nw, dtype=ms.int32) * step - offset).reshape(1, nw, 1, 1) + ops.arange(size, dtype=ms.int32).reshape(1, 1, 1, size)
+    inside = ops.logical_and(ops.logical_and(ys >= 0, ys < height), ops.logical_and(xs >= 0, xs < width))
+    flat = ops.where(inside, ys * width + xs, ops.full_like(ys * width + xs, height * width))
+    return flat.reshape(-1)
 
 
-def _windows_axis(x: Tensor, axis: int, num_blocks: int, block: int, win: int) -> Tensor:
-    """Cut overlapping windows along ``axis`` of an already padded tensor.
-
-    ``x`` has at least (num_blocks + k - 1) * block entries on ``axis``, k = ceil(win / block).
-    Window i covers entries i*block .. i*block + win - 1. Returns ``x`` with ``axis`` replaced by
-    (num_blocks, win). Built from k shifted block-reshapes and one concat: no gather, no unfold.
-    """
-    k = -(-win // block)
-    shape = x.shape
-    pieces = []
-    for j in range(k):
-        part = ops.narrow(x, axis, j * block, num_blocks * block)
-        pieces.append(part.reshape(shape[:axis] + (num_blocks, block) + shape[axis + 1 :]))
-    stacked = ops.concat(pieces, axis + 1) if k > 1 else pieces[0]
-    if k * block != win:
-        stacked = ops.narrow(stacked, axis + 1, 0, win)
-    return stacked
+def _unblock_index(height: int, width: int, nw: int, bq: int) -> Tensor:
+    """For each output pixel (y, x), row-major, its row in the (nh*nw*bq*bq) blocked query order."""
+    ys = ops.arange(height, dtype=ms.int32).reshape(height, 1)
+    xs = ops.arange(width, dtype=ms.int32).reshape(1, width)
+    flat = (((ys // bq) * nw + xs // bq) * bq + ys % bq) * bq + xs % bq
+    return flat.reshape(-1)
 
 
 class HaloAttention(nn.Cell):
@@ -308,41 +302,32 @@ class HaloAttention(nn.Cell):
 
     def construct(self, x: Tensor) -> Tensor:
         B, _, H, W = x.shape
-        b, p, win, bq, s = self.block_size, self.halo_size, self.win_size, self.block_size_ds, self.block_stride
+        b, p, win, bq = self.block_size, self.halo_size, self.win_size, self.block_size_ds
         h, dqk, dv = self.num_heads, self.dim_head_qk, self.dim_head_v
-        nh, nw = -(-H // b), -(-W // b)
-        Hp, Wp = nh * b, nw * b
+        nh, nw = -(-H // b), -(-W // b)  # blocks; the last ones may extend past the map
         n = B * h * nh * nw
 
-        # queries: (B, h*dqk, ceil(H/s), ceil(W/s)) -> extend to (B, h*dqk, nh*bq, nw*bq)
-        q = self.q(x)
+        q = self.q(x)  # (B, h*dqk, Hq, Wq), Hq = ceil(H / stride) in strided-query mode
         hq, wq = q.shape[2], q.shape[3]
-        q = _pad_axis(_pad_axis(q, 2, 0, nh * bq - hq), 3, 0, nw * bq - wq)
-        # -> (B, h, dqk, nh, bq, nw, bq) -> (B, h, nh, nw, bq, bq, dqk) -> (N, bq, bq, dqk)
-        q = q.reshape(B, h, dqk, nh, bq, nw, bq).transpose(0, 1, 3, 5, 4, 6, 2)
-        q = q.reshape(n, bq, bq, dqk)
+        kv = self.kv(x)  # (B, h*(dqk+dv), H, W), channels per head [k_i, v_i]; bias applied here only
 
-        # keys/values: projected first (bias included), then zero-extended, so every position outside
-        # the image (halo border or extension to a multiple of b) has k = v = 0 exactly.
-        kv = self.kv(x)  # (B, h*(dqk+dv), H, W)
-        kb = -(-win // b)  # block-rows per window
-        ext = (kb - 1) * b - p  # room so that the last window's k shifted block-reshapes fit
-        kv = _pad_axis(kv, 2, p, Hp - H + ext)
-        kv = _pad_axis(kv, 3, p, Wp - W + ext)
-        kv = _windows_axis(kv, 2, nh, b, win)  # (B, c, nh, win, Wpad)
-        kv = _windows_axis(kv, 4, nw, b, win)  # (B, c, nh, win, nw, win)
-        # channel c = head * (dqk + dv) + j, per-head interleaved [k_i, v_i] as in timm
-        kv = kv.reshape(B, h, dqk + dv, nh, win, nw, win)
-        k = kv[:, :, :dqk].transpose(0, 1, 3, 5, 2, 4, 6).reshape(n, dqk, win * win)
-        v = kv[:, :, dqk:].transpose(0, 1, 3, 5, 4, 6, 2).reshape(n, win * win, dv)
+        # heads into the batch; k and v split per head before the windows are cut (a cheap slice)
+        q = q.reshape(B * h, dqk, hq * wq)
+        kv = kv.reshape(B * h, dqk + dv, H * W)
+        k, v = kv[:, :dqk], kv[:, dqk:]
+        # pixels as rows plus a zero row; blocks of queries and overlapping windows of keys/values
+        # are each one gather: (N, bq*bq, dqk), (N, win*win, dqk), (N, win*win, dv)
+        q_index = _window_index(hq, wq, nh, nw, bq, bq, 0)
+        kv_index = _window_index(H, W, nh, nw, b, win, p)
+        q = ops.gather(_rows_with_zero(q), q_index, 1).reshape(n, bq * bq, dqk)
+        k = ops.gather(_rows_with_zero(k), kv_index, 1).reshape(n, win * win, dqk)
+        v = ops.gather(_rows_with_zero(v), kv_index, 1).reshape(n, win * win, dv)
 
-        # logits and softmax in float32: (N, bq*bq, win*win)
+        # logits and softmax in float32, weights back in the compute dtype: (N, bq*bq, win*win)
         attn = self.attn_weights(q, k, self.pos_embed(q)).astype(v.dtype)
-
         out = ops.bmm(attn, v)  # (N, bq*bq, dv)
-        # (B, h, nh, nw, bq, bq, dv) -> (B, h, dv, nh, bq, nw, bq) -> (B, h*dv, nh*bq, nw*bq)
-        out = out.reshape(B, h, nh, nw, bq, bq, dv).transpose(0, 1, 6, 2, 4, 3, 5)
-        out = out.reshape(B, h * dv, nh * bq, nw * bq)
-        if nh * bq != hq or nw * bq != wq:
-            out = out[:, :, :hq, :wq]
+
+        # blocks back to pixels (dropping queries outside the map): (B*h, Hq*Wq, dv) -> (B, h*dv, Hq, Wq)
+        out = ops.gather(out.reshape(B * h, nh * nw * bq * bq, dv), _unblock_index(hq, wq, nw, bq), 1)
+        out = out.transpose(0, 2, 1).reshape(B, h * dv, hq, wq)
         return self.pool(out)

@@ -85,7 +85,7 @@ def test_relative_logits_layout_matches_timm_debug_block(path):
     layer, _ = build_layer(cfg, params)
     bq, dqk = derived["block_size_ds"], derived["dim_head_qk"]
     q = layer.q(Tensor(z["x"])).asnumpy()[0, :dqk, :bq, :bq]  # head 0, top-left block
-    q = np.ascontiguousarray(q.transpose(1, 2, 0))[None]  # (1, bq, bq, dqk)
+    q = np.ascontiguousarray(q.transpose(1, 2, 0)).reshape(1, bq * bq, dqk)  # queries row-major
     rel = layer.pos_embed(Tensor(q)).asnumpy()[0]
     np.testing.assert_allclose(rel, z["debug.rel_logits_s0h0b0"], rtol=1e-4, atol=1e-5)
 
