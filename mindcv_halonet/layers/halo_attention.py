@@ -161,21 +161,27 @@ class RelPosEmbed(Float32Cell):
         base = (qy * block_size + qx) * rows + win_size - 1
         self.height_index = Tensor((base + kk - qy).reshape(-1).astype(np.int32))  # (bq*bq*win,)
         self.width_index = Tensor((base + kk - qx).reshape(-1).astype(np.int32))
+        # spread (2*win,) [height term per ky | width term per kx] onto the win*win window positions:
+        # rel[ky*win + kx] = rel_h[ky] + rel_w[kx]. A matmul, so that its backward is a matmul too
+        # (a broadcast add's backward is a reduction over a short axis, slow on CPU).
+        spread = np.zeros((2 * win_size, win_size, win_size), np.float32)
+        for i in range(win_size):
+            spread[i, i, :] = 1.0
+            spread[win_size + i, :, i] = 1.0
+        self.spread = Tensor(spread.reshape(2 * win_size, win_size * win_size))
 
     def _axis_logits(self, q2d: Tensor, table: Tensor, index: Tensor, n: int) -> Tensor:
-        # (N*bq*bq, dqk) @ (dqk, 2*win-1) -> (N, bq*bq*(2*win-1)) -> pick -> (N, bq*bq, win)
+        # (N*bq*bq, dqk) @ (dqk, 2*win-1) -> (N, bq*bq*(2*win-1)) -> pick -> (N*bq*bq, win)
         full = ops.matmul(q2d, table.astype(ms.float32).T).reshape(n, -1)
-        return ops.gather(full, index, 1).reshape(n, self.block_size**2, self.win_size)
+        return ops.gather(full, index, 1).reshape(-1, self.win_size)
 
     def construct(self, q: Tensor) -> Tensor:
         n, bq2, d = q.shape
-        win = self.win_size
         q2d = q.astype(ms.float32).reshape(n * bq2, d)
-        rel_h = self._axis_logits(q2d, self.height_rel, self.height_index, n)  # (N, bq*bq, ky)
-        rel_w = self._axis_logits(q2d, self.width_rel, self.width_index, n)  # (N, bq*bq, kx)
-        # height term broadcast over kx, width term over ky
-        rel = rel_h.reshape(n, bq2, win, 1) + rel_w.reshape(n, bq2, 1, win)
-        return rel.reshape(n, bq2, win * win)
+        rel_h = self._axis_logits(q2d, self.height_rel, self.height_index, n)  # (N*bq*bq, ky)
+        rel_w = self._axis_logits(q2d, self.width_rel, self.width_index, n)  # (N*bq*bq, kx)
+        rel = ops.matmul(ops.concat((rel_h, rel_w), 1), self.spread)  # (N*bq*bq, win*win)
+        return rel.reshape(n, bq2, -1)
 
 
 class AttentionWeights(Float32Cell):
