@@ -1,0 +1,358 @@
+"""Whole-model benchmark: this plugin's HaloNets against timm on PyTorch CPU, side by side in one run.
+
+For each model (default ``halonet_50t`` and ``halonet_26t``, plus ``resnet50`` as the frameworks'
+own baseline) at 256x256, batch 8, it measures in a fresh subprocess per configuration:
+
+* inference img/s (eval mode, forward only),
+* train-step img/s (forward + cross-entropy + backward + SGD-momentum update),
+* peak resident memory of that subprocess (``ru_maxrss``; includes the framework itself),
+* for MindSpore Graph mode, the compile time of the train step (first call minus a steady call).
+
+Peers: MindSpore PyNative, MindSpore Graph, timm on PyTorch CPU (``halonet50ts`` / ``halonet26t`` /
+``resnet50``), and MindCV's built-in ``halonet_50t`` (reported as unsupported where it fails), and a
+dense fp32 batched matmul doing the model's forward MACs (x3 for a train step) as the machine's
+ceiling. Medians of ``--repeats`` timed calls after warm-up. Writes ``<out>/models.json``,
+``<out>/models.md`` and ``<out>/models.png`` (atomically).
+
+    pip install -r benchmarks/requirements.txt
+    python benchmarks/bench_models.py [--repeats 5] [--out benchmarks/results]
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TIMM_NAMES = {"halonet_50t": "halonet50ts", "halonet_26t": "halonet26t", "resnet50": "resnet50"}
+
+
+# ------------------------------------------------------------------------------------------ workers
+def _median_time(fn, repeats, warmup):
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples), samples
+
+
+def _peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def worker_mindspore(model_name, mode_name, task, args):
+    import numpy as np
+
+    import mindspore as ms
+    from mindspore import Tensor, nn
+
+    sys.path.insert(0, ROOT)
+    ms.set_context(mode=ms.GRAPH_MODE if mode_name == "graph" else ms.PYNATIVE_MODE, device_target="CPU")
+    ms.set_seed(0)
+    if model_name == "mindcv_builtin_halonet_50t":
+        from mindcv.models import halonet as builtin
+
+        net = builtin.halonet_50t(num_classes=1000)
+    elif model_name == "resnet50":
+        from mindcv.models import resnet
+
+        net = resnet.resnet50(num_classes=1000)
+    else:
+        import mindcv_halonet.models.halonet as ours
+
+        net = getattr(ours, model_name)(num_classes=1000)
+    x = Tensor(np.random.default_rng(0).standard_normal((args.batch, 3, args.size, args.size)).astype(np.float32))
+    y = Tensor((np.arange(args.batch) % 1000).astype(np.int32))
+    result = {}
+    if task == "infer":
+        net.set_train(False)
+        fn = lambda: net(x).asnumpy()  # noqa: E731
+    else:
+        loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+        opt = nn.Momentum(net.trainable_params(), learning_rate=0.01, momentum=0.9)
+        step = nn.TrainOneStepCell(nn.WithLossCell(net, loss), opt)
+        step.set_train(True)
+        fn = lambda: step(x, y).asnumpy()  # noqa: E731
+    t0 = time.perf_counter()
+    fn()
+    first = time.perf_counter() - t0
+    med, samples = _median_time(fn, args.repeats, warmup=1)
+    result.update(seconds=med, samples=samples, first_call_s=first)
+    if mode_name == "graph":
+        result["compile_s"] = max(0.0, first - med)
+    return result
+
+
+def worker_torch(model_name, task, args):
+    import timm
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    net = timm.create_model(TIMM_NAMES[model_name], num_classes=1000)
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    y = torch.arange(args.batch) % 1000
+    if task == "infer":
+        net.eval()
+
+        def fn():
+            with torch.no_grad():
+                net(x)
+    else:
+        net.train()
+        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+        crit = torch.nn.CrossEntropyLoss()
+
+        def fn():
+            opt.zero_grad(set_to_none=True)
+            crit(net(x), y).backward()
+            opt.step()
+
+    med, samples = _median_time(fn, args.repeats, warmup=2)
+    return dict(seconds=med, samples=samples, version=f"torch {torch.__version__}, timm {timm.__version__}")
+
+
+def worker_matmul(framework, macs, args):
+    """A dense fp32 (b, 512, 512) @ (b, 512, 512) with b*512^3 ~= macs; returns seconds per ``macs``."""
+    import numpy as np
+
+    b = max(1, round(macs / 512**3))
+    a = np.random.default_rng(0).standard_normal((b, 512, 512)).astype(np.float32)
+    if framework == "torch":
+        import torch
+
+        torch.set_num_threads(args.threads)
+        ta = torch.from_numpy(a)
+        fn = lambda: torch.bmm(ta, ta)  # noqa: E731
+    else:
+        import mindspore as ms
+        from mindspore import Tensor, nn, ops
+
+        ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
+
+        class Bmm(nn.Cell):
+            def construct(self, p, q):
+                return ops.bmm(p, q)
+
+        mm, ta = Bmm(), Tensor(a)
+        fn = lambda: mm(ta, ta).asnumpy()  # noqa: E731
+    med, _ = _median_time(fn, args.repeats, warmup=2)
+    return dict(seconds=med * macs / (b * 512**3))
+
+
+def worker_macs(model_name, args):
+    sys.path.insert(0, ROOT)
+    from mindcv_halonet.models.complexity import count_macs
+
+    if model_name == "resnet50":
+        from mindcv.models import resnet
+
+        net = resnet.resnet50(num_classes=1000)
+    else:
+        import mindcv_halonet.models.halonet as ours
+
+        net = getattr(ours, model_name)(num_classes=1000)
+    return dict(macs_per_image=count_macs(net, (3, args.size, args.size)))
+
+
+def run_worker(args):
+    kind = args.worker
+    try:
+        if kind == "mindspore":
+            res = worker_mindspore(args.model, args.mode, args.task, args)
+        elif kind == "torch":
+            res = worker_torch(args.model, args.task, args)
+        elif kind == "matmul":
+            res = worker_matmul(args.mode, args.macs, args)
+        elif kind == "macs":
+            res = worker_macs(args.model, args)
+        else:
+            raise ValueError(f"--worker={kind!r}; expected mindspore, torch, matmul or macs")
+        res["ok"] = True
+    except Exception as exc:  # reported in the table, e.g. MindCV's built-in model on CPU
+        res = {"ok": False, "error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"}
+    res["peak_rss_mb"] = _peak_rss_mb()
+    print("RESULT " + json.dumps(res), flush=True)
+
+
+# ------------------------------------------------------------------------------------- orchestrator
+def spawn(args, **kw):
+    cmd = [sys.executable, os.path.abspath(__file__), "--batch", str(args.batch), "--size", str(args.size),
+           "--repeats", str(args.repeats), "--threads", str(args.threads)]
+    for k, v in kw.items():
+        cmd += [f"--{k}", str(v)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), GLOG_v="3")
+    label = " ".join(f"{k}={v}" for k, v in kw.items())
+    print(f"  running {label} ...", file=sys.stderr, flush=True)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "error": f"timed out after {args.timeout} s"}
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+    return {"ok": False, "error": f"worker exited {proc.returncode}: {tail[0][:200]}"}
+
+
+def atomic_write(path, text, binary=False):
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
+    with os.fdopen(fd, "wb" if binary else "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def img_s(batch, res):
+    return batch / res["seconds"] if res.get("ok") else None
+
+
+def fmt(v, nd=2):
+    return "—" if v is None else f"{v:.{nd}f}"
+
+
+def make_markdown(results, args):
+    lines = [
+        f"Batch {args.batch}, {args.size}x{args.size}, {args.threads} threads, medians of {args.repeats}; "
+        f"{results['env']}.",
+        "",
+        "| model | implementation | inference img/s | train-step img/s | train peak RSS MB | Graph compile s | "
+        "infer ours/timm | train ours/timm |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for model, rows in results["models"].items():
+        timm_row = rows.get("timm (PyTorch CPU)", {})
+        t_inf = img_s(args.batch, timm_row.get("infer", {}))
+        t_tr = img_s(args.batch, timm_row.get("train", {}))
+        for impl, r in rows.items():
+            inf, tr = img_s(args.batch, r.get("infer", {})), img_s(args.batch, r.get("train", {}))
+            err = r.get("infer", {}).get("error") or r.get("train", {}).get("error")
+            if inf is None and tr is None and err:
+                lines.append(f"| {model} | {impl} | unsupported on CPU: `{err[:90]}` | | | | | |")
+                continue
+            ratio_i = fmt(inf / t_inf) if inf and t_inf and not impl.startswith("timm") else ""
+            ratio_t = fmt(tr / t_tr) if tr and t_tr and not impl.startswith("timm") else ""
+            mem = r.get("train", {}).get("peak_rss_mb")
+            comp = r.get("train", {}).get("compile_s")
+            lines.append(f"| {model} | {impl} | {fmt(inf)} | {fmt(tr)} | {fmt(mem, 0) if mem else '—'} | "
+                         f"{fmt(comp, 1) if comp is not None else ''} | {ratio_i} | {ratio_t} |")
+    return "\n".join(lines) + "\n"
+
+
+def make_plot(results, args, path):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception as exc:
+        print(f"no plot: matplotlib not importable ({exc})", file=sys.stderr)
+        return False
+    models = list(results["models"])
+    impls = ["MindSpore Graph (ours)", "MindSpore PyNative (ours)", "timm (PyTorch CPU)", "dense bmm ceiling (MindSpore)"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, task, title in ((axes[0], "infer", "inference"), (axes[1], "train", "train step")):
+        width = 0.8 / len(impls)
+        for i, impl in enumerate(impls):
+            vals = [img_s(args.batch, results["models"][m].get(impl, {}).get(task, {})) or 0 for m in models]
+            ax.bar([j + i * width for j in range(len(models))], vals, width, label=impl)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(models))])
+        ax.set_xticklabels(models)
+        ax.set_ylabel("img/s (higher is better)")
+        ax.set_yscale("log")
+        ax.set_title(f"{title}, batch {args.batch}, {args.size}px, {args.threads} CPU threads")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".png")
+    os.close(fd)
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+    return True
+
+
+def orchestrate(args):
+    os.makedirs(args.out, exist_ok=True)
+    env_line = []
+    try:
+        import mindspore
+
+        env_line.append(f"mindspore {mindspore.__version__}")
+    except Exception:
+        pass
+    results = {"args": {k: v for k, v in vars(args).items() if k not in ("worker",)}, "models": {}}
+    for model in args.models:
+        print(f"[{model}]", file=sys.stderr, flush=True)
+        rows = {}
+        for mode, label in (("graph", "MindSpore Graph (ours)"), ("pynative", "MindSpore PyNative (ours)")):
+            if model == "resnet50":
+                label = label.replace("(ours)", "(MindCV resnet50)")
+            if mode == "pynative" and args.skip_pynative:
+                continue
+            rows[label] = {t: spawn(args, worker="mindspore", model=model, mode=mode, task=t) for t in ("infer", "train")}
+        rows["timm (PyTorch CPU)"] = {t: spawn(args, worker="torch", model=model, task=t) for t in ("infer", "train")}
+        if model == "halonet_50t":
+            rows["MindCV built-in halonet_50t (Graph)"] = {
+                t: spawn(args, worker="mindspore", model="mindcv_builtin_halonet_50t", mode="graph", task=t)
+                for t in ("infer", "train")
+            }
+        macs = spawn(args, worker="macs", model=model)
+        if macs.get("ok"):
+            total = macs["macs_per_image"] * args.batch
+            for fw, label in (("mindspore", "dense bmm ceiling (MindSpore)"), ("torch", "dense bmm ceiling (PyTorch)")):
+                one = spawn(args, worker="matmul", mode=fw, macs=total)
+                if one.get("ok"):
+                    rows[label] = {"infer": {"ok": True, "seconds": one["seconds"]},
+                                   "train": {"ok": True, "seconds": 3 * one["seconds"]}}
+            rows["_macs_per_image"] = macs["macs_per_image"]
+        results["models"][model] = rows
+    timm_ver = next((r["timm (PyTorch CPU)"]["infer"].get("version") for r in results["models"].values()
+                     if r.get("timm (PyTorch CPU)", {}).get("infer", {}).get("ok")), "timm not available")
+    results["env"] = ", ".join(env_line + [timm_ver])
+    macs_note = {m: results["models"][m].pop("_macs_per_image", None) for m in results["models"]}
+    results["macs_per_image"] = macs_note
+    md = make_markdown(results, args)
+    md += "\nForward GMACs per image: " + ", ".join(
+        f"{m} {v / 1e9:.2f}" for m, v in macs_note.items() if v) + " (dense bmm ceiling = the same MACs as one dense matmul; x3 for a train step).\n"
+    atomic_write(os.path.join(args.out, "models.json"), json.dumps(results, indent=2))
+    atomic_write(os.path.join(args.out, "models.md"), md)
+    make_plot(results, args, os.path.join(args.out, "models.png"))
+    print(md)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["halonet_50t", "halonet_26t", "resnet50"])
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--timeout", type=int, default=1800, help="seconds per worker subprocess")
+    p.add_argument("--skip-pynative", action="store_true")
+    p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
+    # internal: one measurement per subprocess
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--model", help=argparse.SUPPRESS)
+    p.add_argument("--mode", help=argparse.SUPPRESS)
+    p.add_argument("--task", help=argparse.SUPPRESS)
+    p.add_argument("--macs", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    for name in ("batch", "size", "repeats", "threads", "timeout"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name}={getattr(args, name)} is invalid; expected an integer >= 1")
+    known = set(TIMM_NAMES)
+    if args.worker is None and not set(args.models) <= known:
+        p.error(f"--models={args.models} is invalid; expected a subset of {sorted(known)}")
+    if args.worker:
+        run_worker(args)
+    else:
+        orchestrate(args)
+
+
+if __name__ == "__main__":
+    main()
