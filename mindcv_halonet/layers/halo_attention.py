@@ -39,6 +39,7 @@ cast its inputs to float16; the two cells that compute logits (``RelPosEmbed``, 
 are ``Float32Cell``s, which turn such a request into float32 for themselves.
 """
 import math
+from functools import lru_cache
 from typing import Optional
 
 import numpy as np
@@ -46,6 +47,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, initializer
+from mindspore.ops import constexpr
 
 __all__ = ["HaloAttention", "RelPosEmbed", "AttentionWeights", "Float32Cell", "make_divisible", "halo_dims"]
 
@@ -215,25 +217,37 @@ def _rows_with_zero(x: Tensor) -> Tensor:
     return ops.concat((x.transpose(0, 2, 1), ops.zeros((g, 1, c), x.dtype)), 1)
 
 
+@lru_cache(maxsize=256)
+def _window_index_table(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int) -> Tensor:
+    ys = np.arange(nh)[:, None, None, None] * step - offset + np.arange(size)[None, None, :, None]
+    xs = np.arange(nw)[None, :, None, None] * step - offset + np.arange(size)[None, None, None, :]
+    inside = (ys >= 0) & (ys < height) & (xs >= 0) & (xs < width)
+    flat = np.where(inside, ys * width + xs, height * width)
+    return Tensor(flat.reshape(-1).astype(np.int32))
+
+
+@constexpr
 def _window_index(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int) -> Tensor:
     """Flat indices into a (height*width + 1)-row map for every window, blocks row-major.
 
     Window (r, c) covers rows r*step - offset .. r*step - offset + size - 1 (same for columns); a
     position outside the map points at row height*width (the zero row). Returns (nh*nw*size*size,)
-    int32, ordered (r, c, y, x)."""
-    ys = (ops.arange(nh, dtype=ms.int32) * step - offset).reshape(nh, 1, 1, 1) + ops.arange(size, dtype=ms.int32).reshape(1, 1, size, 1)
-    xs = (ops.arange(nw, dtype=ms.int32) * step - offset).reshape(1, nw, 1, 1) + ops.arange(size, dtype=ms.int32).reshape(1, 1, 1, size)
-    inside = ops.logical_and(ops.logical_and(ys >= 0, ys < height), ops.logical_and(xs >= 0, xs < width))
-    flat = ops.where(inside, ys * width + xs, ops.full_like(ys * width + xs, height * width))
-    return flat.reshape(-1)
+    int32, ordered (r, c, y, x). A compile-time constant in Graph mode, cached per size in PyNative."""
+    return _window_index_table(height, width, nh, nw, step, size, offset)
 
 
+@lru_cache(maxsize=256)
+def _unblock_index_table(height: int, width: int, nw: int, bq: int) -> Tensor:
+    ys = np.arange(height)[:, None]
+    xs = np.arange(width)[None, :]
+    flat = (((ys // bq) * nw + xs // bq) * bq + ys % bq) * bq + xs % bq
+    return Tensor(flat.reshape(-1).astype(np.int32))
+
+
+@constexpr
 def _unblock_index(height: int, width: int, nw: int, bq: int) -> Tensor:
     """For each output pixel (y, x), row-major, its row in the (nh*nw*bq*bq) blocked query order."""
-    ys = ops.arange(height, dtype=ms.int32).reshape(height, 1)
-    xs = ops.arange(width, dtype=ms.int32).reshape(1, width)
-    flat = (((ys // bq) * nw + xs // bq) * bq + ys % bq) * bq + xs % bq
-    return flat.reshape(-1)
+    return _unblock_index_table(height, width, nw, bq)
 
 
 class HaloAttention(nn.Cell):
