@@ -129,7 +129,7 @@ def bench_matmul(macs, mode, args):
 def bench_timm(args):
     try:
         import torch
-        from timm.layers import HaloAttn
+        from timm.layers.halo_attn import HaloAttn
     except Exception as exc:  # torch/timm are optional for this benchmark
         return None, f"not installed ({type(exc).__name__})"
     torch.set_num_threads(args.threads)
