@@ -184,12 +184,13 @@ def run_worker(args):
 
 # ------------------------------------------------------------------------------------- orchestrator
 def spawn(args, **kw):
+    kw.setdefault("repeats", args.repeats)
     cmd = [sys.executable, os.path.abspath(__file__), "--batch", str(args.batch), "--size", str(args.size),
-           "--repeats", str(args.repeats), "--threads", str(args.threads)]
+           "--threads", str(args.threads)]
     for k, v in kw.items():
         cmd += [f"--{k}", str(v)]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), GLOG_v="3")
-    label = " ".join(f"{k}={v}" for k, v in kw.items())
+    label = " ".join(f"{k}={v}" for k, v in kw.items() if k != "repeats")
     print(f"  running {label} ...", file=sys.stderr, flush=True)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
@@ -219,8 +220,8 @@ def fmt(v, nd=2):
 
 def make_markdown(results, args):
     lines = [
-        f"Batch {args.batch}, {args.size}x{args.size}, {args.threads} threads, medians of {args.repeats}; "
-        f"{results['env']}.",
+        f"Batch {args.batch}, {args.size}x{args.size}, {args.threads} threads, medians of {args.repeats} timed calls "
+        f"({args.pynative_repeats} for MindSpore PyNative) after warm-up, one subprocess per cell; {results['env']}.",
         "",
         "| model | implementation | inference img/s | train-step img/s | train peak RSS MB | Graph compile s | "
         "infer ours/timm | train ours/timm |",
@@ -255,12 +256,16 @@ def make_plot(results, args, path):
         print(f"no plot: matplotlib not importable ({exc})", file=sys.stderr)
         return False
     models = list(results["models"])
-    impls = ["MindSpore Graph (ours)", "MindSpore PyNative (ours)", "timm (PyTorch CPU)", "dense bmm ceiling (MindSpore)"]
+    impls = ["MindSpore Graph", "MindSpore PyNative", "timm (PyTorch CPU)", "dense bmm ceiling (MindSpore)"]
+
+    def row(model, prefix):  # "MindSpore Graph (ours)" / "MindSpore Graph (MindCV resnet50)"
+        return next((v for k, v in results["models"][model].items() if k.startswith(prefix)), {})
+
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, task, title in ((axes[0], "infer", "inference"), (axes[1], "train", "train step")):
         width = 0.8 / len(impls)
         for i, impl in enumerate(impls):
-            vals = [img_s(args.batch, results["models"][m].get(impl, {}).get(task, {})) or 0 for m in models]
+            vals = [img_s(args.batch, row(m, impl).get(task, {})) or 0 for m in models]
             ax.bar([j + i * width for j in range(len(models))], vals, width, label=impl)
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(models))])
         ax.set_xticklabels(models)
@@ -294,7 +299,9 @@ def orchestrate(args):
                 label = label.replace("(ours)", "(MindCV resnet50)")
             if mode == "pynative" and args.skip_pynative:
                 continue
-            rows[label] = {t: spawn(args, worker="mindspore", model=model, mode=mode, task=t) for t in ("infer", "train")}
+            reps = args.pynative_repeats if mode == "pynative" else args.repeats
+            rows[label] = {t: spawn(args, worker="mindspore", model=model, mode=mode, task=t, repeats=reps)
+                           for t in ("infer", "train")}
         rows["timm (PyTorch CPU)"] = {t: spawn(args, worker="torch", model=model, task=t) for t in ("infer", "train")}
         if model == "halonet_50t":
             rows["MindCV built-in halonet_50t (Graph)"] = {
@@ -314,12 +321,17 @@ def orchestrate(args):
     timm_ver = next((r["timm (PyTorch CPU)"]["infer"].get("version") for r in results["models"].values()
                      if r.get("timm (PyTorch CPU)", {}).get("infer", {}).get("ok")), "timm not available")
     results["env"] = ", ".join(env_line + [timm_ver])
-    macs_note = {m: results["models"][m].pop("_macs_per_image", None) for m in results["models"]}
-    results["macs_per_image"] = macs_note
+    results["macs_per_image"] = {m: results["models"][m].pop("_macs_per_image", None) for m in results["models"]}
+    atomic_write(os.path.join(args.out, "models.json"), json.dumps(results, indent=2))
+    render(results, args)
+
+
+def render(results, args):
+    """Write models.md and models.png from a results dict (also used by --render-only)."""
+    macs_note = results["macs_per_image"]
     md = make_markdown(results, args)
     md += "\nForward GMACs per image: " + ", ".join(
         f"{m} {v / 1e9:.2f}" for m, v in macs_note.items() if v) + " (dense bmm ceiling = the same MACs as one dense matmul; x3 for a train step).\n"
-    atomic_write(os.path.join(args.out, "models.json"), json.dumps(results, indent=2))
     atomic_write(os.path.join(args.out, "models.md"), md)
     make_plot(results, args, os.path.join(args.out, "models.png"))
     print(md)
@@ -331,10 +343,12 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--pynative-repeats", type=int, default=2, help="timed calls for MindSpore PyNative (slow)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--timeout", type=int, default=1800, help="seconds per worker subprocess")
     p.add_argument("--skip-pynative", action="store_true")
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
+    p.add_argument("--render-only", action="store_true", help="redo models.md / models.png from <out>/models.json")
     # internal: one measurement per subprocess
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
@@ -342,14 +356,23 @@ def main(argv=None):
     p.add_argument("--task", help=argparse.SUPPRESS)
     p.add_argument("--macs", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    for name in ("batch", "size", "repeats", "threads", "timeout"):
+    for name in ("batch", "size", "repeats", "pynative_repeats", "threads", "timeout"):
         if getattr(args, name) < 1:
-            p.error(f"--{name}={getattr(args, name)} is invalid; expected an integer >= 1")
+            p.error(f"--{name.replace('_', '-')}={getattr(args, name)} is invalid; expected an integer >= 1")
     known = set(TIMM_NAMES)
     if args.worker is None and not set(args.models) <= known:
         p.error(f"--models={args.models} is invalid; expected a subset of {sorted(known)}")
     if args.worker:
         run_worker(args)
+    elif args.render_only:
+        path = os.path.join(args.out, "models.json")
+        if not os.path.isfile(path):
+            p.error(f"--render-only needs {path}; run the benchmark first")
+        with open(path) as f:
+            results = json.load(f)
+        saved = argparse.Namespace(**{**vars(args), **results["args"]})
+        saved.pynative_repeats = results["args"].get("pynative_repeats", 2)
+        render(results, saved)
     else:
         orchestrate(args)
 
