@@ -193,7 +193,24 @@ def _shortcut(in_chs: int, out_chs: int, stride: int) -> nn.Cell:
     return nn.Identity()
 
 
-class BottleneckBlock(nn.Cell):
+class _ResidualBlock(nn.Cell):
+    """``act(drop_path(conv3_1x1(branch(x))) + shortcut(x))``; subclasses define ``branch`` and the cells."""
+
+    def zero_init_last(self) -> None:
+        """Start the residual branch at zero (timm ``zero_init_last``)."""
+        gamma = self.conv3_1x1.bn.gamma
+        gamma.set_data(initializer("zeros", gamma.shape, gamma.dtype))
+
+    def branch(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def construct(self, x: Tensor) -> Tensor:
+        shortcut = self.shortcut(x)
+        x = self.drop_path(self.conv3_1x1(self.branch(x)))
+        return self.act(x + shortcut)
+
+
+class BottleneckBlock(_ResidualBlock):
     """ResNet bottleneck: 1x1 -> kxk (strided, grouped) -> [channel attention] -> 1x1, residual, activation.
 
     ``mid = make_divisible(out_chs * bottle_ratio)``; ``group_size`` 0 means a dense kxk conv.
@@ -227,22 +244,11 @@ class BottleneckBlock(nn.Cell):
         self.drop_path = _drop_path_or_identity(drop_path_rate)
         self.act = act_layer()
 
-    def zero_init_last(self) -> None:
-        """Start the residual branch at zero (timm ``zero_init_last``)."""
-        gamma = self.conv3_1x1.bn.gamma
-        gamma.set_data(initializer("zeros", gamma.shape, gamma.dtype))
-
-    def construct(self, x: Tensor) -> Tensor:
-        shortcut = self.shortcut(x)
-        x = self.conv1_1x1(x)
-        x = self.conv2_kxk(x)
-        x = self.attn(x)
-        x = self.conv3_1x1(x)
-        x = self.drop_path(x)
-        return self.act(x + shortcut)
+    def branch(self, x: Tensor) -> Tensor:
+        return self.attn(self.conv2_kxk(self.conv1_1x1(x)))
 
 
-class SelfAttnBlock(nn.Cell):
+class SelfAttnBlock(_ResidualBlock):
     """Bottleneck with the kxk conv replaced by halo attention: 1x1 -> HaloAttention (strided) -> BN+act -> 1x1.
 
     ``mid = make_divisible(out_chs * bottle_ratio)`` is the attention input and query/key width.
@@ -279,19 +285,8 @@ class SelfAttnBlock(nn.Cell):
         self.drop_path = _drop_path_or_identity(drop_path_rate)
         self.act = act_layer()
 
-    def zero_init_last(self) -> None:
-        """Start the residual branch at zero (timm ``zero_init_last``)."""
-        gamma = self.conv3_1x1.bn.gamma
-        gamma.set_data(initializer("zeros", gamma.shape, gamma.dtype))
-
-    def construct(self, x: Tensor) -> Tensor:
-        shortcut = self.shortcut(x)
-        x = self.conv1_1x1(x)
-        x = self.self_attn(x)
-        x = self.post_attn(x)
-        x = self.conv3_1x1(x)
-        x = self.drop_path(x)
-        return self.act(x + shortcut)
+    def branch(self, x: Tensor) -> Tensor:
+        return self.post_attn(self.self_attn(self.conv1_1x1(x)))
 
 
 class ClassifierHead(nn.Cell):
