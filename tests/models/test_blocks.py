@@ -4,19 +4,13 @@ import math
 import numpy as np
 import pytest
 
-import mindspore as ms
 from mindspore import Tensor, nn
 
 from mindcv_halonet.models import halonet
 from mindcv_halonet.models.blocks import BottleneckBlock, ConvNormAct, DropPath, EcaModule, SelfAttnBlock
 
 
-@pytest.fixture(autouse=True)
-def pynative():
-    mode = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    yield
-    ms.set_context(mode=mode)
+pytestmark = pytest.mark.usefixtures("pynative")  # tests/models/conftest.py
 
 
 def test_conv_padding_is_symmetric_at_stride_2():

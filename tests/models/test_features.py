@@ -24,12 +24,7 @@ def _input(size=SIZE):
     return Tensor(np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32))
 
 
-@pytest.fixture(autouse=True)
-def pynative():
-    mode = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    yield
-    ms.set_context(mode=mode)
+pytestmark = pytest.mark.usefixtures("pynative")  # tests/models/conftest.py
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
