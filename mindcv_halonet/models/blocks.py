@@ -35,6 +35,7 @@ __all__ = [
     "EcaModule",
     "SelfAttnBlock",
     "SqueezeExcite",
+    "StemMaxPool",
     "build_stem",
     "stem_layout",
     "get_activation",
@@ -314,6 +315,44 @@ def stem_layout(stem_type: str, stem_chs: int) -> Tuple[Tuple[int, ...], int]:
     raise ValueError(f"stem_type={stem_type!r} is not supported; expected 'tiered' or '7x7'")
 
 
+class StemMaxPool(nn.Cell):
+    """3x3 / stride-2 max-pool with padding 1 that acts like -inf (padded positions never win).
+
+    Training uses MindSpore's padded ``nn.MaxPool2d`` (its backward is fast on CPU); inference takes
+    the max of three strided slices per axis, rows then columns (about 1.7x faster forward on CPU,
+    2-3x slower backward). Both compute the same function: output size floor((n - 1) / 2) + 1.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.pool = nn.MaxPool2d(kernel_size=3, stride=2, pad_mode="pad", padding=1)
+        self.lowest = -3.0e38  # below every float32 value; -inf once cast to float16
+
+    def _max3_stride2(self, x: Tensor, axis: int) -> Tensor:
+        n = x.shape[axis]
+        out = (n - 1) // 2 + 1
+        pad_shape = list(x.shape)
+        pad_shape[axis] = 1
+        before = ops.ones(tuple(pad_shape), x.dtype) * self.lowest
+        pad_shape[axis] = 2 * out + 1 - n
+        after = ops.ones(tuple(pad_shape), x.dtype) * self.lowest
+        xp = ops.concat((before, x, after), axis)  # 2 * (out + 1) entries along axis
+        pair_shape = list(x.shape)
+        pair_shape[axis] = out + 1
+        pair_shape.insert(axis + 1, 2)
+        pairs = xp.reshape(tuple(pair_shape))  # [..., i, (2i, 2i+1), ...]
+        even = ops.narrow(pairs, axis + 1, 0, 1).squeeze(axis + 1)  # xp[0::2]
+        odd = ops.narrow(pairs, axis + 1, 1, 1).squeeze(axis + 1)  # xp[1::2]
+        # window i covers xp[2i], xp[2i+1], xp[2i+2]
+        return ops.maximum(ops.maximum(ops.narrow(even, axis, 0, out), ops.narrow(odd, axis, 0, out)),
+                           ops.narrow(even, axis, 1, out))
+
+    def construct(self, x: Tensor) -> Tensor:
+        if self.training:
+            return self.pool(x)
+        return self._max3_stride2(self._max3_stride2(x, 2), 3)
+
+
 def build_stem(
     in_chs: int, stem_type: str, stem_chs: int, pool: bool, act_layer: Callable[[], nn.Cell]
 ) -> Tuple[nn.SequentialCell, int]:
@@ -337,5 +376,5 @@ def build_stem(
         layers[f"conv{i + 1}"] = ConvNormAct(prev, c, kernel, stride=s, act_layer=act_layer)
         prev = c
     if pool:
-        layers["pool"] = nn.MaxPool2d(kernel_size=3, stride=2, pad_mode="pad", padding=1)
+        layers["pool"] = StemMaxPool()
     return nn.SequentialCell(layers), prev

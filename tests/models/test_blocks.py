@@ -21,14 +21,20 @@ def test_conv_padding_is_symmetric_at_stride_2():
     np.testing.assert_array_equal(out, [[4, 6], [6, 9]])
 
 
-def test_stem_max_pool_pads_like_minus_infinity():
+@pytest.mark.parametrize("training", [True, False], ids=["train-path", "inference-path"])
+@pytest.mark.parametrize("size", [(6, 6), (7, 5), (1, 2)])
+def test_stem_max_pool_pads_like_minus_infinity(training, size):
+    """Both code paths of the stem pool against NumPy with -inf padding, on all-negative input."""
     pool = halonet.halonet_50t().stem.pool
-    x = -1.0 - np.random.default_rng(0).random((1, 2, 6, 6)).astype(np.float32)  # all negative
+    pool.set_train(training)
+    h, w = size
+    x = -1.0 - np.random.default_rng(0).random((2, 3, h, w)).astype(np.float32)  # all negative
     got = pool(Tensor(x)).asnumpy()
     padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
-    ref = np.empty((1, 2, 3, 3), np.float32)
-    for i in range(3):
-        for j in range(3):
+    ho, wo = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+    ref = np.empty((2, 3, ho, wo), np.float32)
+    for i in range(ho):
+        for j in range(wo):
             ref[:, :, i, j] = padded[:, :, 2 * i:2 * i + 3, 2 * j:2 * j + 3].max(axis=(2, 3))
     np.testing.assert_array_equal(got, ref)
 
