@@ -64,13 +64,14 @@ def make_step_recorder():
     return StepRecorder()
 
 
-def make_eval_loader(args, split, shuffle=False):
-    """The evaluation data path of ``validate.py`` (and of ``train.py``'s ``val_while_train``)."""
+def make_eval_loader(args, split, shuffle=False, num_shards=None, shard_id=None):
+    """The evaluation data path of ``validate.py`` (and of ``train.py``'s ``val_while_train``, which
+    shards it per worker and keeps ``create_dataset``'s default ``shuffle=True``)."""
     from mindcv.data import create_dataset, create_loader, create_transforms
 
     dataset = create_dataset(
         name=args.dataset, root=args.data_dir, split=split, num_parallel_workers=args.num_parallel_workers,
-        download=args.dataset_download, shuffle=shuffle,
+        download=args.dataset_download, shuffle=shuffle, num_shards=num_shards, shard_id=shard_id,
     )
     transforms = create_transforms(
         dataset_name=args.dataset, is_training=False, image_resize=args.image_resize, crop_pct=args.crop_pct,
@@ -151,18 +152,7 @@ def train(args, dump_weights_dir=None) -> dict:
 
     loader_eval = None
     if args.val_while_train:
-        dataset_eval = create_dataset(
-            name=args.dataset, root=args.data_dir, split=args.val_split, num_shards=device_num, shard_id=rank_id,
-            num_parallel_workers=args.num_parallel_workers, download=args.dataset_download,
-        )
-        transform_eval = create_transforms(
-            dataset_name=args.dataset, is_training=False, image_resize=args.image_resize, crop_pct=args.crop_pct,
-            interpolation=args.interpolation, mean=args.mean, std=args.std,
-        )
-        loader_eval = create_loader(
-            dataset=dataset_eval, batch_size=args.batch_size, drop_remainder=False, is_training=False,
-            transform=transform_eval, num_parallel_workers=args.num_parallel_workers,
-        )
+        loader_eval = make_eval_loader(args, args.val_split, shuffle=True, num_shards=device_num, shard_id=rank_id)
 
     network = create_model(
         model_name=args.model, num_classes=num_classes, in_channels=args.in_channels, drop_rate=args.drop_rate,
