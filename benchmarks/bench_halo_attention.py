@@ -12,10 +12,8 @@ Prints a table of medians (ms/iter) and, with ``--json``, writes them atomically
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -25,6 +23,9 @@ from mindspore import Tensor, nn, ops
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mindcv_halonet.layers import HaloAttention  # noqa: E402
 from mindcv_halonet.layers.halo_attention import Float32Cell  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_models import _median_time  # noqa: E402
 
 
 class GlobalAttention(nn.Cell):
@@ -86,14 +87,8 @@ def halo_macs(B, C, H, W, heads=8, block=8, halo=3):
 
 
 def time_ms(fn, repeats, warmup=2):
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(samples)
+    """Median milliseconds per call of ``fn`` after ``warmup`` calls (bench_models' timer)."""
+    return _median_time(fn, repeats, warmup)[0] * 1e3
 
 
 def sync(out):
