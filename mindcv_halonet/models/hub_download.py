@@ -149,14 +149,6 @@ def find_in_cache(hub_file: HubFile, cache: Optional[str] = None) -> Optional[st
     return path if os.path.isfile(path) else None
 
 
-def cached_commit(hub_file: HubFile, cache: Optional[str] = None) -> Optional[str]:
-    ref = os.path.join(hub_file.storage_folder(cache), "refs", hub_file.revision)
-    if os.path.isfile(ref):
-        with open(ref, encoding="utf-8") as f:
-            return f.read().strip() or None
-    return None
-
-
 # --------------------------------------------------------------------------------------------------
 # verification
 # --------------------------------------------------------------------------------------------------
@@ -317,7 +309,8 @@ def _stdlib_get(location: str, url: str, tmp: str, size: Optional[int], quiet: b
     except (urllib.error.URLError, OSError) as exc:
         raise HubUnreachableError(f"{url}: cannot reach the server ({getattr(exc, 'reason', exc)})") from exc
     total = size or _int_or_none(response.headers.get("Content-Length")) or 0
-    progress = Progress(f"downloading {url} (bytes)", enabled=not quiet and total > 0)
+    show = not quiet and total > 0 and not env_true("HF_HUB_DISABLE_PROGRESS_BARS")
+    progress = Progress(f"downloading {url} (bytes)", enabled=show)
     done = 0
     try:
         with response, open(tmp, "wb") as out:
@@ -381,7 +374,7 @@ def fetch(hub_file: HubFile, quiet: bool = False, ready: Optional[Callable[[str]
     pointer = None
     try:
         if with_hf:
-            pointer = _hf_download(hub_file, meta.commit, cache, url, quiet)
+            pointer = _hf_download(hub_file, meta.commit, cache, url)
         else:
             pointer = os.path.join(hub_file.storage_folder(cache), "snapshots", meta.commit,
                                    *hub_file.filename.split("/"))
@@ -407,35 +400,16 @@ def fetch(hub_file: HubFile, quiet: bool = False, ready: Optional[Callable[[str]
     return fetched, used
 
 
-def _hf_download(hub_file: HubFile, commit: str, cache: str, url: str, quiet: bool) -> str:
+def _hf_download(hub_file: HubFile, commit: str, cache: str, url: str) -> str:
     from huggingface_hub import hf_hub_download
 
-    kwargs = {}
-    if quiet:
-        kwargs["tqdm_class"] = _SilentTqdm
+    # its own progress bar (tqdm; HF_HUB_DISABLE_PROGRESS_BARS turns it off)
     try:
         return hf_hub_download(hub_file.repo_id, hub_file.filename, revision=commit, cache_dir=cache,
-                               endpoint=hub_endpoint(), **kwargs)
+                               endpoint=hub_endpoint())
     except Exception as exc:  # huggingface_hub / httpx errors: one clear error naming the URL
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise HubDownloadError(f"{url}: download failed ({type(exc).__name__}: {first.rstrip('.')})") from exc
-
-
-class _SilentTqdm:
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def update(self, n=1):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def close(self):
-        pass
 
 
 def ref_after_revision(hub_file: HubFile, commit: str, cache: Optional[str] = None) -> None:

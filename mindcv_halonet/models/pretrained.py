@@ -38,7 +38,6 @@ from .hub_download import (
     file_sha256,
     find_in_cache,
     hf_hub_cache,
-    hub_offline,
 )
 
 _LOGGER = logging.getLogger(__name__)
