@@ -390,9 +390,9 @@ def fetch(hub_file: HubFile, quiet: bool = False, ready: Optional[Callable[[str]
                     if os.path.exists(tmp):
                         os.remove(tmp)
         verify(pointer, url, sha256, size)
-        # huggingface_hub downloaded by commit, so it recorded no refs/{revision}; the stdlib path has it
         fetched = FetchedFile(path=pointer, sha256=sha256, size=os.path.getsize(pointer), commit=meta.commit)
         used = use(fetched) if use is not None else None
+        # huggingface_hub downloaded by commit, so it recorded no refs/{revision} (the stdlib path did)
         ref_after_revision(hub_file, meta.commit, cache)
     except BaseException:
         guard.rollback(pointer)
