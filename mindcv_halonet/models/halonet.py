@@ -41,13 +41,9 @@ from mindcv.models.helpers import build_model_with_cfg
 from mindcv.models.registry import register_model
 
 from .builder import ALL_BLOCKS, HaloNet, ModelSpec, StageSpec, feature_info_of, validate_model_args
+from .pretrained import check_request, load_pretrained
 
 __all__ = ["HaloNet", "default_cfgs", "model_specs", "PAPER_H_TABLE"]
-
-CONVERT_HINT = (
-    "convert timm or MindCV weights with the `mindcv-halonet-convert` console script and pass the "
-    "converted file as checkpoint_path=... (with pretrained=False)"
-)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -151,9 +147,21 @@ model_specs: Dict[str, ModelSpec] = dict(
 )
 
 
-def _cfg(url: str = "", **kwargs) -> dict:
+HF_ENDPOINT_DEFAULT = "https://huggingface.co"
+
+
+def _cfg(hf_hub_id: str = "", **kwargs) -> dict:
+    """``hf_hub_id``: the Hugging Face Hub repository of timm's weights (``pretrained=True``, see
+    ``pretrained.py``); ``url`` is its resolve URL on the default endpoint (MindCV's registry reads
+    "has pretrained weights" from it; the download itself honours HF_ENDPOINT). No sha256 / size is
+    pinned: they were not verifiable when this was written, so they come from the Hub's metadata."""
+    hub = {}
+    if hf_hub_id:
+        hub = dict(hf_hub_id=hf_hub_id, hf_revision="main", hf_filename="model.safetensors",
+                   hf_sha256=None, hf_size=None)
     return {
-        "url": url,
+        "url": f"{HF_ENDPOINT_DEFAULT}/{hf_hub_id}/resolve/main/model.safetensors" if hf_hub_id else "",
+        **hub,
         "num_classes": 1000,
         "input_size": (3, 256, 256),
         "crop_pct": 0.95,
@@ -165,10 +173,10 @@ def _cfg(url: str = "", **kwargs) -> dict:
 
 
 default_cfgs = {
-    "halonet_50t": _cfg(crop_pct=0.94),
-    "halonet_26t": _cfg(),
-    "sehalonet_33ts": _cfg(crop_pct=0.94),
-    "eca_halonext_26ts": _cfg(crop_pct=0.94),
+    "halonet_50t": _cfg("timm/halonet50ts.a1h_in1k", crop_pct=0.94),
+    "halonet_26t": _cfg("timm/halonet26t.a1h_in1k"),
+    "sehalonet_33ts": _cfg("timm/sehalonet33ts.ra2_in1k", crop_pct=0.94),
+    "eca_halonext_26ts": _cfg("timm/eca_halonext26ts.c1_in1k", crop_pct=0.94),
     **{name: _cfg(input_size=(3, row[0], row[0])) for name, row in PAPER_H_TABLE.items()},
 }
 
@@ -217,27 +225,30 @@ def _create_halonet(
     validate_model_args(num_classes, in_channels, kwargs.get("drop_rate", 0.0), kwargs.get("drop_path_rate", 0.0))
     indices = _check_features_args(name, features_only, out_indices)
     default_cfg = default_cfgs[name]
-    if pretrained and not default_cfg["url"]:
-        raise ValueError(
-            f"pretrained=True: no published MindSpore weights for {name!r}; {CONVERT_HINT}"
-        )
-    if not features_only:
-        return build_model_with_cfg(
-            HaloNet, pretrained, default_cfg=default_cfg, spec=model_specs[name],
-            num_classes=num_classes, in_channels=in_channels, **kwargs,
-        )
+    if pretrained:
+        check_request(name, default_cfgs, in_channels)
+    # MindCV's build_model_with_cfg(pretrained=True) would download default_cfg["url"] as a MindSpore
+    # checkpoint; timm's weights are loaded here instead (pretrained.py), into the plain network and
+    # before MindCV's feature wrapper is built, with MindCV's load_pretrained semantics.
     # MindCV's FeatureExtractWrapper re-parents the cells, which renames every parameter
     # ("stem.conv1.conv.weight" -> "stem_conv1.conv.weight"); record the names first and put them back,
     # so that checkpoints of the plain model (e.g. create_model(..., checkpoint_path=...)) still load.
     built = []
 
-    def build_and_record(**model_kwargs):
+    def build(**model_kwargs):
         net = HaloNet(**model_kwargs)
+        if pretrained:
+            load_pretrained(net, name, default_cfg, num_classes, in_channels)
         built.append([(p, p.name) for p in net.get_parameters()])
         return net
 
+    if not features_only:
+        return build_model_with_cfg(
+            build, False, default_cfg=default_cfg, spec=model_specs[name],
+            num_classes=num_classes, in_channels=in_channels, **kwargs,
+        )
     wrapper = build_model_with_cfg(
-        build_and_record, pretrained, default_cfg=default_cfg, spec=model_specs[name],
+        build, False, default_cfg=default_cfg, spec=model_specs[name],
         num_classes=num_classes, in_channels=in_channels, features_only=True, out_indices=indices, **kwargs,
     )
     for param, original in built[0]:
@@ -246,13 +257,16 @@ def _create_halonet(
 
 
 def _register(fn: Callable) -> Callable:
-    """``register_model`` + forget a stale "has pretrained weights" mark left by a MindCV model of the same name.
-
-    MindCV ships its own ``halonet_50t`` with a download URL; ours replaces it in the registry and has none.
-    """
+    """``register_model`` + make MindCV's "has pretrained weights" mark (``is_model_pretrained``,
+    ``list_models(pretrained=True)``) say exactly whether ``pretrained=True`` works here: set for the
+    variants with timm weights, cleared for the others (also a stale mark of a replaced MindCV model)."""
     fn = register_model(fn)
-    if not default_cfgs[fn.__name__]["url"]:
-        getattr(_mindcv_registry, "_model_has_pretrained", set()).discard(fn.__name__)
+    marks = getattr(_mindcv_registry, "_model_has_pretrained", None)
+    if marks is not None:
+        if default_cfgs[fn.__name__].get("hf_hub_id"):
+            marks.add(fn.__name__)
+        else:
+            marks.discard(fn.__name__)
     return fn
 
 

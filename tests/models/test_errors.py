@@ -1,4 +1,4 @@
-"""Bad arguments raise clear errors before anything is built; pretrained=True explains the conversion path."""
+"""Bad arguments raise clear errors before anything is built (pretrained=True included)."""
 import pytest
 
 from mindcv.models import create_model
@@ -16,17 +16,32 @@ def no_build(monkeypatch):
     monkeypatch.setattr(halonet, "HaloNet", boom)
 
 
-@pytest.mark.parametrize("name", sorted(halonet.model_specs))
-def test_pretrained_true_raises_with_conversion_hint(name, no_build):
+WITH_WEIGHTS = ["halonet_50t", "halonet_26t", "sehalonet_33ts", "eca_halonext_26ts"]
+
+
+@pytest.mark.parametrize("name", sorted(set(halonet.model_specs) - set(WITH_WEIGHTS)))
+def test_pretrained_true_without_weights_names_the_variants_with_weights(name, no_build):
     with pytest.raises(ValueError) as info:
         getattr(halonet, name)(pretrained=True)
     msg = str(info.value)
-    assert name in msg and "mindcv-halonet-convert" in msg and "checkpoint_path" in msg
+    assert name in msg and "checkpoint_path" in msg
+    assert all(v in msg for v in WITH_WEIGHTS), msg
+
+
+@pytest.mark.parametrize("in_channels", [2, 4])
+def test_pretrained_true_rejects_other_in_channels_before_building(in_channels, no_build):
+    with pytest.raises(ValueError, match=f"in_channels={in_channels} .*accepted: 3, or 1"):
+        halonet.halonet_26t(pretrained=True, in_channels=in_channels)
 
 
 def test_pretrained_true_through_create_model(no_build):
-    with pytest.raises(ValueError, match="mindcv-halonet-convert"):
-        create_model("halonet_50t", pretrained=True)
+    with pytest.raises(ValueError, match="halonet_50t"):
+        create_model("halonet_h1", pretrained=True)
+
+
+def test_checkpoint_path_with_pretrained_is_rejected_by_mindcv(no_build):
+    with pytest.raises(ValueError, match="mutually exclusive"):
+        create_model("halonet_50t", pretrained=True, checkpoint_path="x.ckpt")
 
 
 @pytest.mark.parametrize(

@@ -104,7 +104,8 @@ def test_paper_variants_params_structure_naming_and_cfg(name):
 
 def test_default_cfgs_follow_mindcv_layout():
     for name, cfg in halonet.default_cfgs.items():
-        assert cfg["url"] == ""
+        # timm's weights on the Hub for the timm-derived variants (pretrained=True), none for the H family
+        assert bool(cfg["url"]) == bool(cfg.get("hf_hub_id")) == (name in TIMM_PARAMS and name != "halonet_h1")
         assert cfg["num_classes"] == 1000
         assert cfg["first_conv"] == "stem.conv1.conv" and cfg["classifier"] == "head.fc"
         if name in TIMM_PARAMS:
@@ -118,6 +119,7 @@ def test_models_are_registered_with_mindcv():
     for name in halonet.model_specs:
         assert name in list_models()
         assert model_entrypoint(name) is getattr(halonet, name)
-        assert not is_model_pretrained(name)  # also MindCV's own halonet_50t mark is gone
+        # MindCV's mark follows ours (MindCV's own halonet_50t URL does not count)
+        assert is_model_pretrained(name) == bool(halonet.default_cfgs[name].get("hf_hub_id"))
     net = create_model("halonet_26t", num_classes=7)
     assert tuple(net.head.fc.weight.shape) == (7, 2048)

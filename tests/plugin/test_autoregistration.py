@@ -72,7 +72,7 @@ def test_fresh_interpreter_gets_the_plugin_models_and_layers(fresh_python):
     assert res["in_layers_all"] is True
     assert res["entrypoint"] == "mindcv_halonet.models.halonet"
     assert res["models_attr"] and res["top_attr"] and res["new_attr"]
-    assert res["pretrained"] is False  # we host no weights; the built-in's URL must not leak
+    assert res["pretrained"] is True  # timm's weights from the Hub (pretrained=True), not the built-in's URL
     lines = _replaced_lines(proc)
     assert len(lines) == 1 and "'halonet_50t'" in lines[0], proc.stderr[-3000:]
 
