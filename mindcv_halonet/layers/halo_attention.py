@@ -49,6 +49,8 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, initializer
 from mindspore.ops import constexpr
 
+from .checks import check_image_input
+
 __all__ = ["HaloAttention", "RelPosEmbed", "AttentionWeights", "Float32Cell", "make_divisible", "halo_dims"]
 
 
@@ -292,6 +294,8 @@ class HaloAttention(nn.Cell):
     ):
         super().__init__()
         d = halo_dims(dim, dim_out, stride, num_heads, dim_head, block_size, halo_size, qk_ratio, avg_down)
+        self.dim = dim
+        self.stride = stride
         self.dim_out = d["dim_out"]
         self.num_heads = num_heads
         self.dim_head_qk = d["dim_head_qk"]
@@ -319,8 +323,14 @@ class HaloAttention(nn.Cell):
         self.pos_embed = RelPosEmbed(self.block_size_ds, self.win_size, self.dim_head_qk)
         self.attn_weights = AttentionWeights(self.scale, self.scale_pos_embed)
         self.pool = nn.AvgPool2d(kernel_size=2, stride=2) if self.use_avg_pool else nn.Identity()
+        self.description = f"HaloAttention({self.extend_repr()})"  # names the layer in input errors
+
+    def extend_repr(self) -> str:
+        return (f"dim={self.dim}, dim_out={self.dim_out}, stride={self.stride}, "
+                f"num_heads={self.num_heads}, block_size={self.block_size}, halo_size={self.halo_size}")
 
     def construct(self, x: Tensor) -> Tensor:
+        check_image_input(x.shape, x.dtype, self.description, self.dim, "dim")  # compile time in Graph mode
         B, _, H, W = x.shape
         b, p, win, bq = self.block_size, self.halo_size, self.win_size, self.block_size_ds
         h, dqk, dv = self.num_heads, self.dim_head_qk, self.dim_head_v
