@@ -15,7 +15,8 @@ from mindspore.ops import constexpr
 
 __all__ = ["ACCEPTED_DTYPES", "check_image_input", "image_input_error"]
 
-ACCEPTED_DTYPES = (ms.float32, ms.float16, ms.bfloat16)
+# (bfloat16 only where the release has it)
+ACCEPTED_DTYPES = tuple(getattr(ms, name) for name in ("float32", "float16", "bfloat16") if hasattr(ms, name))
 _ACCEPTED_TEXT = "float32, float16 or bfloat16"
 
 
