@@ -80,7 +80,7 @@ for version in $VERSIONS; do
     done
     echo "[matrix] mindspore $version: pytest ${SUITES[*]} (timm reference interpreter: ${MINDCV_HALONET_TIMM_PYTHON:-none})"
     start=$SECONDS
-    PATH="$venv/bin:$PATH" "$venv/bin/python" -m pytest -q -p no:cacheprovider -rfEs "${args[@]}" "${SUITES[@]}"
+    PATH="$venv/bin:$PATH" "$venv/bin/python" -m pytest -q -p no:cacheprovider -rfEs --durations=10 "${args[@]}" "${SUITES[@]}"
     rc=$?
     echo "[matrix] mindspore $version: pytest exit $rc, setup ${setup_s} s, tests $((SECONDS - start)) s"
     if [ "$rc" -ne 0 ]; then failed+=("$version (pytest exit $rc)"); fi

@@ -60,8 +60,11 @@ class CheckReport:
         else:
             text = (f"MISMATCH: {self.path} does not match {target}: {len(self.missing)} missing, "
                     f"{len(self.unexpected)} unexpected, {len(self.mis_shaped)} mis-shaped, "
-                    f"{len(self.dtype_mismatched)} with another dtype; MindCV's load_param_into_net would "
-                    f"load it partly without an error, leaving the rest at random initial values")
+                    f"{len(self.dtype_mismatched)} with another dtype; "
+                    + ("MindSpore's load_param_into_net would raise on the mis-shaped names"
+                       if self.mis_shaped else
+                       "MindCV's load_param_into_net would load it partly without an error, leaving the "
+                       "missing parameters at their random initial values"))
             text += _listing("missing: network parameters the checkpoint lacks", self.missing)
             text += _listing("unexpected: checkpoint tensors the network has no parameter for", self.unexpected)
             text += _listing("mis-shaped: name, checkpoint shape -> network shape",
