@@ -20,11 +20,13 @@ ACCEPTED_DTYPES = tuple(getattr(ms, name) for name in ("float32", "float16", "bf
 _ACCEPTED_TEXT = "float32, float16 or bfloat16"
 
 
-def image_input_error(shape, dtype, owner: str, channels: int, channels_name: str):
+def image_input_error(shape, dtype, owner: str, channels: int, channels_name: str, min_size: int = 1,
+                      min_size_reason: str = ""):
     """The error for an input of ``shape``/``dtype`` given to ``owner``, or None if it is accepted.
 
     ``channels``: the channel count ``owner`` was built for; ``channels_name``: the constructor
-    argument that set it (``dim`` for HaloAttention, ``in_channels`` for a network)."""
+    argument that set it (``dim`` for HaloAttention, ``in_channels`` for a network). ``min_size``:
+    the smallest H and W ``owner`` can compute (``min_size_reason`` says why)."""
     shape = tuple(shape)
     if len(shape) != 4:
         return ValueError(
@@ -37,18 +39,22 @@ def image_input_error(shape, dtype, owner: str, channels: int, channels_name: st
             f"i.e. a (B, {channels}, H, W) tensor")
     if any(0 <= d < 1 for d in shape):
         return ValueError(f"{owner}: input has shape {shape} with an empty axis; expected B, H, W >= 1")
+    if any(0 <= d < min_size for d in shape[2:]):
+        return ValueError(f"{owner}: input is {shape[2]}x{shape[3]} (shape {shape}); expected H and W >= {min_size}"
+                          + (f" ({min_size_reason})" if min_size_reason else ""))
     if dtype not in ACCEPTED_DTYPES:
         return TypeError(f"{owner}: input has dtype {dtype}; expected {_ACCEPTED_TEXT}")
     return None
 
 
 @constexpr
-def check_image_input(shape, dtype, owner: str, channels: int, channels_name: str) -> bool:
+def check_image_input(shape, dtype, owner: str, channels: int, channels_name: str, min_size: int = 1,
+                      min_size_reason: str = "") -> bool:
     """Raise (ValueError for rank/channels/empty axes, TypeError for the dtype) unless the input fits.
 
     Call it first thing in ``construct``: ``check_image_input(x.shape, x.dtype, name, dim, "dim")``.
     """
-    error = image_input_error(shape, dtype, owner, channels, channels_name)
+    error = image_input_error(shape, dtype, owner, channels, channels_name, min_size, min_size_reason)
     if error is not None:
         raise error
     return True

@@ -368,7 +368,8 @@ class HaloAttention(nn.Cell):
                 f"num_heads={self.num_heads}, block_size={self.block_size}, halo_size={self.halo_size}")
 
     def construct(self, x: Tensor) -> Tensor:
-        check_image_input(x.shape, x.dtype, self.description, self.dim, "dim")  # compile time in Graph mode
+        check_image_input(x.shape, x.dtype, self.description, self.dim, "dim",  # compile time in Graph mode
+                          2 if self.use_avg_pool else 1, "stride 2 here ends in a 2x2 average pool")
         B, _, H, W = x.shape
         b, p, win, bq = self.block_size, self.halo_size, self.win_size, self.block_size_ds
         h, dqk, dv = self.num_heads, self.dim_head_qk, self.dim_head_v

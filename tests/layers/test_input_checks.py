@@ -53,6 +53,16 @@ def test_bad_input_raises_naming_layer_and_expectation(mode, shape, dtype, error
         assert needle in msg, (needle, msg)
 
 
+@pytest.mark.parametrize("shape", [(1, 16, 1, 5), (1, 16, 6, 1)])
+def test_too_small_for_the_average_pool(mode, shape):
+    layer = HaloAttention(16, stride=2, num_heads=2, block_size=3, halo_size=1)  # odd block: avg-pool mode
+    with pytest.raises(ValueError) as info:
+        layer(Tensor(np.zeros(shape, np.float32)))
+    msg = str(info.value)
+    assert f"input is {shape[2]}x{shape[3]}" in msg and "expected H and W >= 2" in msg and "average pool" in msg
+    assert layer(Tensor(np.zeros((1, 16, 2, 2), np.float32))).shape == (1, 16, 1, 1)
+
+
 def test_good_input_still_runs(mode):
     y = make_layer()(Tensor(np.ones((2, 16, 8, 8), np.float32)))
     assert y.shape == (2, 32, 4, 4)
