@@ -16,13 +16,27 @@ fi
 # -----------------------------------------------------------------------------------------------
 
 cd "$REPO"
-if [ "$#" -eq 0 ]; then set -- tests; fi
+full_run=0
+if [ "$#" -eq 0 ]; then set -- tests; full_run=1; fi
 set +e
 python -m pytest -q -p no:cacheprovider -rfEs "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then
     echo "test.sh: pytest collected no tests; treating that as a failure" >&2
-    exit 1
+    rc=1
 fi
-exit "$rc"
+
+# ---- MindSpore version matrix (the full run only, i.e. .ci/run) ---------------------------------
+# tests/layers, tests/plugin, tests/convert under mindspore 2.7.0 and 2.10.0, each in its own venv
+# (<venv>-ms<version>); MINDCV_HALONET_VERSION_MATRIX=0 skips it. See scripts/test_versions.sh.
+matrix_rc=0
+if [ "$full_run" -eq 1 ] && [ "${MINDCV_HALONET_VERSION_MATRIX:-1}" != 0 ]; then
+    echo "test.sh: mindspore $(python -c 'import mindspore; print(mindspore.__version__)') suite exit $rc; now the version matrix"
+    set +e
+    MINDCV_HALONET_VENV="$VENV" bash "$REPO/scripts/test_versions.sh"
+    matrix_rc=$?
+    set -e
+fi
+if [ "$rc" -ne 0 ]; then exit "$rc"; fi
+exit "$matrix_rc"

@@ -11,6 +11,9 @@ Every argument is checked before anything is read; the conversion is strict (eve
 tensor used, every target parameter and BatchNorm statistic filled, shapes equal) and on any
 mismatch the error lists the missing, unexpected and mis-shaped names and no file is written.
 The output is written atomically (temporary file + rename).
+
+``mindcv-halonet-convert --check CKPT --model NAME [--num-classes N]`` instead checks an existing
+checkpoint against a variant (:mod:`.check`): exit 0 only on an exact match.
 """
 import argparse
 import sys
@@ -29,6 +32,8 @@ _EPILOG = (
     + "\n\ninput formats:\n  "
     + "\n  ".join(f"--from {s}: {', '.join(exts)}" + ("  (.pth/.pt/.bin need torch)" if s == "timm" else "")
                    for s, exts in EXTENSIONS.items())
+    + "\n\ncheck a checkpoint before using it (exit 0 only on an exact match):\n  "
+    + "mindcv-halonet-convert --check CKPT --model NAME [--num-classes N]"
     + "\n\nMindCV's built-in halonet_50t (--from mindcv) needs --allow-approximate, because:\n"
     + FUNCTION_DIFFERENCES
 )
@@ -120,7 +125,16 @@ def run(args) -> int:
     return 0
 
 
+def _wants_check(argv: List[str]) -> bool:
+    return any(str(arg) == "--check" or str(arg).startswith("--check=") for arg in argv)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if _wants_check(argv):
+        from .check import main as check_main
+
+        return check_main([str(arg) for arg in argv])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

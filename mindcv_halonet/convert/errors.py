@@ -36,3 +36,9 @@ class ConversionError(ValueError):
             "mis-shaped: name, source shape -> target shape",
             [f"{name}: {tuple(src)} -> {tuple(dst)}" for name, src, dst in self.mis_shaped])
         super().__init__(message)
+
+
+class InputFileError(ValueError):
+    """An input weights file that exists but cannot be read: truncated, corrupt or of another format.
+
+    The message names the file, its format and what the reading library reported."""

@@ -15,6 +15,8 @@ from typing import Callable, Dict, Optional
 
 import numpy as np
 
+from .errors import InputFileError
+
 TIMM_EXTENSIONS = (".safetensors", ".npz", ".pth", ".pt", ".bin")
 MINDCV_EXTENSIONS = (".ckpt",)
 EXTENSIONS = {"timm": TIMM_EXTENSIONS, "mindcv": MINDCV_EXTENSIONS}
@@ -74,7 +76,7 @@ def _read_safetensors(path: str, progress: ProgressFn) -> Dict[str, np.ndarray]:
                 if progress:
                     progress(i + 1, len(names))
     except (TypeError, ValueError) as exc:  # e.g. bfloat16, which NumPy has no dtype for
-        raise ValueError(
+        raise InputFileError(
             f"input={path!r}: safetensors could not give NumPy arrays ({exc}); "
             "save the weights as float32 (or pass the .pth file with torch installed)") from exc
     return state
@@ -96,14 +98,14 @@ def _unwrap_torch_checkpoint(obj, path: str):
             if isinstance(obj.get(key), dict):
                 return obj[key]
         return obj
-    raise ValueError(f"input={path!r} holds a {type(obj).__name__}, expected a state dict (name -> tensor)")
+    raise InputFileError(f"input={path!r} holds a {type(obj).__name__}, expected a state dict (name -> tensor)")
 
 
 def _read_torch(path: str, progress: ProgressFn) -> Dict[str, np.ndarray]:
     try:
         import torch
     except ImportError as exc:
-        raise ValueError(
+        raise InputFileError(
             f"input={path!r}: reading {file_extension(path)} files needs PyTorch, which is not importable "
             f"here ({exc}); install torch, or convert the file to .safetensors / .npz first") from exc
     obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -111,7 +113,7 @@ def _read_torch(path: str, progress: ProgressFn) -> Dict[str, np.ndarray]:
     state = {}
     for i, (name, value) in enumerate(raw.items()):
         if not isinstance(value, torch.Tensor):
-            raise ValueError(f"input={path!r}: entry {name!r} is a {type(value).__name__}, expected a tensor")
+            raise InputFileError(f"input={path!r}: entry {name!r} is a {type(value).__name__}, expected a tensor")
         value = value.detach().cpu()
         if value.dtype == torch.bfloat16:
             value = value.float()
@@ -146,10 +148,31 @@ _READERS = {
 }
 
 
+_FORMAT_NAMES = {
+    ".safetensors": "safetensors", ".npz": "NumPy .npz archive", ".pth": "PyTorch checkpoint",
+    ".pt": "PyTorch checkpoint", ".bin": "PyTorch checkpoint", ".ckpt": "MindSpore checkpoint",
+}
+
+
 def read_state(path: str, source: str, progress: ProgressFn = None) -> Dict[str, np.ndarray]:
-    """Load every tensor of ``path`` as NumPy arrays; ``progress(done, total)`` is called per tensor."""
+    """Load every tensor of ``path`` as NumPy arrays; ``progress(done, total)`` is called per tensor.
+
+    Raises ``ValueError`` for a bad path/extension and :class:`InputFileError` (a ``ValueError``)
+    naming the file when it cannot be parsed (truncated, corrupt, another format, no tensors).
+    """
     check_input_path(path, source)
-    state = _READERS[file_extension(path)](path, progress)
+    ext = file_extension(path)
+    try:
+        state = _READERS[ext](path, progress)
+    except InputFileError:
+        raise
+    except Exception as exc:  # the format libraries raise anything from OSError to their own error types
+        size = os.path.getsize(path)
+        detail = " ".join(str(exc).split()) or "no detail"
+        raise InputFileError(
+            f"input={path!r} ({size} bytes) is not a readable {_FORMAT_NAMES[ext]}: {type(exc).__name__}: "
+            f"{detail}; the file is truncated or corrupt (e.g. an interrupted download or copy) -- "
+            f"expected a complete {ext} file") from exc
     if not state:
-        raise ValueError(f"input={path!r} contains no tensors")
+        raise InputFileError(f"input={path!r} contains no tensors; expected a {_FORMAT_NAMES[ext]} with the weights")
     return state

@@ -16,6 +16,7 @@ import numpy as np
 from mindspore import Tensor, nn
 
 from mindcv_halonet.layers import make_divisible
+from mindcv_halonet.layers.checks import check_image_input
 
 from .blocks import (
     CHANNEL_ATTENTION,
@@ -125,6 +126,15 @@ def validate_model_args(num_classes, in_channels, drop_rate, drop_path_rate) -> 
     _check_number("drop_path_rate", drop_path_rate, 0.0, 1.0, "a number in [0, 1)")
 
 
+def _variant_name(spec: ModelSpec) -> str:
+    """The registered name of ``spec`` (e.g. ``halonet_50t``), for error messages; ``HaloNet`` if unregistered."""
+    import sys
+
+    registry = sys.modules.get("mindcv_halonet.models.halonet")
+    specs = getattr(registry, "model_specs", {}) if registry is not None else {}
+    return next((name for name, s in specs.items() if s is spec), "HaloNet")
+
+
 def _drop_path_rates(rate: float, depths: Sequence[int]) -> List[List[float]]:
     # timm: linear from 0 to rate over all blocks of the network, split per stage
     rates = np.linspace(0.0, rate, sum(depths)).tolist()
@@ -168,6 +178,8 @@ class HaloNet(nn.Cell):
         channel_attn = CHANNEL_ATTENTION[spec.channel_attn] if spec.channel_attn else None
         self.num_classes = num_classes
         self.drop_rate = drop_rate
+        self.in_channels = in_channels
+        self.variant = _variant_name(spec)
 
         self.stem, prev_chs = build_stem(in_channels, spec.stem_type, spec.stem_chs, spec.stem_pool, act)
 
@@ -218,4 +230,6 @@ class HaloNet(nn.Cell):
         return self.head(x)
 
     def construct(self, x: Tensor) -> Tensor:
+        # rank / channels / dtype, before the stem; a compile-time check in Graph mode (no run-time cost)
+        check_image_input(x.shape, x.dtype, self.variant, self.in_channels, "in_channels")
         return self.forward_head(self.forward_features(x))

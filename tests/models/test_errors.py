@@ -84,3 +84,51 @@ def test_invalid_spec_values_raise_value_error():
         HaloNet(ModelSpec(stages=stages, channel_attn="cbam"))
     with pytest.raises(ValueError, match="stem_type='deep'"):
         HaloNet(ModelSpec(stages=stages, stem_type="deep"))
+
+
+# ---------------------------------------------------------------- bad inputs to a built network
+# (rank / channels / dtype are checked at the top of HaloNet.construct, before the stem: at call
+# time in PyNative, at compile time in Graph mode)
+_INPUT_CASES = [
+    ((2, 1, 32, 32), "float32", ValueError, ["halonet_26t", "input has 1 channels", "expected in_channels=3"]),
+    ((2, 32, 32, 3), "float32", ValueError, ["halonet_26t", "input has 32 channels", "(B, 3, H, W)"]),  # NHWC
+    ((3, 32, 32), "float32", ValueError, ["halonet_26t", "rank 3", "4-D (B, C, H, W)", "in_channels=3"]),
+    ((2, 3, 32, 32), "uint8", TypeError, ["halonet_26t", "dtype UInt8", "float32, float16 or bfloat16"]),
+    ((2, 3, 32, 32), "float64", TypeError, ["halonet_26t", "dtype Float64"]),
+]
+
+
+@pytest.fixture(scope="module")
+def small_net():
+    net = halonet.halonet_26t(num_classes=4)
+    net.set_train(False)
+    return net
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])
+@pytest.mark.parametrize("shape, dtype, error, needles", _INPUT_CASES,
+                         ids=["channels", "nhwc", "rank3", "uint8", "float64"])
+def test_bad_input_to_network_names_model_and_expectation(small_net, graph, shape, dtype, error, needles):
+    import numpy as np
+    import mindspore as ms
+
+    ms.set_context(mode=ms.GRAPH_MODE if graph else ms.PYNATIVE_MODE)
+    try:
+        with pytest.raises(error) as info:
+            small_net(ms.Tensor(np.zeros(shape, dtype)))
+    finally:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+    msg = str(info.value)
+    for needle in needles:
+        assert needle in msg, (needle, msg)
+    assert "Conv2D" not in msg.splitlines()[0]
+
+
+def test_in_channels_is_what_the_check_expects():
+    import numpy as np
+    import mindspore as ms
+
+    net = halonet.halonet_26t(num_classes=0, in_channels=1)
+    with pytest.raises(ValueError, match="input has 3 channels .*expected in_channels=1"):
+        net(ms.Tensor(np.zeros((1, 3, 32, 32), np.float32)))
+    assert net(ms.Tensor(np.zeros((1, 1, 32, 32), np.float32))).shape[0] == 1
