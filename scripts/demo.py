@@ -38,7 +38,7 @@ from tiny_imagefolder import make_tiny_imagefolder  # noqa: E402
 # epochs and keep a few-epoch run from fitting).
 DATASETS = {
     "digits": {
-        "epochs": 8, "image_size": 32, "batch_size": 32, "lr": 0.002,
+        "epochs": 6, "image_size": 32, "batch_size": 32, "lr": 0.002,
         "augment": {
             "auto_augment": None, "mixup": 0.0, "re_prob": 0.0,
             # a digit must stay a digit: no mirroring (2 vs 5), crops keep most of the scan
@@ -57,7 +57,7 @@ def parse(argv=None):
     p.add_argument("--dataset", default="digits", choices=sorted(DATASETS),
                    help="digits: real 8x8 scans from scikit-learn (default); colours: generated 4-class smoke set")
     p.add_argument("--model", default="halonet_26t", help="a registered HaloNet variant with a recipe")
-    p.add_argument("--epochs", type=int, default=None, help="default: digits 8, colours 6")
+    p.add_argument("--epochs", type=int, default=None, help="default: digits 6, colours 6")
     p.add_argument("--image-size", type=int, default=None, help="network input size (default: digits 32, colours 64)")
     p.add_argument("--batch-size", type=int, default=None, help="default: digits 32, colours 16")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: digits 0.002, colours the recipe's)")
