@@ -102,12 +102,12 @@ def check_export_args(model, output, ckpt=None, num_classes=None, image_size=Non
                                     or num_classes < 0):
         raise ValueError(f"num_classes={num_classes!r} is invalid; expected an integer >= 0 (0 = pooled features)")
     if ckpt is not None:
-        from mindcv_halonet.convert.readers import check_input_path
-
-        try:
-            check_input_path(ckpt, "mindcv")
-        except ValueError as exc:
-            raise ValueError(str(exc).replace("input=", "ckpt=", 1).replace("--from mindcv does not read", "is not a MindSpore checkpoint")) from None
+        if not isinstance(ckpt, str) or not ckpt.lower().endswith(".ckpt"):
+            ext = os.path.splitext(ckpt)[1] if isinstance(ckpt, str) else ""
+            raise ValueError(f"ckpt={ckpt!r} has extension {ext or '(none)'!r}; expected a MindSpore checkpoint "
+                             f"(.ckpt; convert timm weights with mindcv-halonet-convert first)")
+        if not os.path.isfile(ckpt):
+            raise ValueError(f"ckpt={ckpt!r} does not exist or is not a file; expected an existing .ckpt file")
     out = _check_output(output, fmt, overwrite)
     return dict(model=model, output=out, ckpt=ckpt, num_classes=num_classes, image_size=hw, batch=batch,
                 file_format=fmt, overwrite=overwrite, in_channels=in_channels)
