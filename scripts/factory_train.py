@@ -84,6 +84,25 @@ def make_eval_loader(args, split, shuffle=False, num_shards=None, shard_id=None)
     return loader
 
 
+def read_epoch_log(ckpt_save_dir) -> list:
+    """The rows of MindCV's per-epoch ``result.log`` (written by ``StateMonitor``): one dict per epoch,
+    e.g. ``{"Epoch": 1, "TrainLoss": 2.1, "Top_1_Accuracy": 0.42, ...}`` (accuracies as fractions; they
+    are 0 for epochs without validation)."""
+    path = os.path.join(ckpt_save_dir, "result.log")
+    if not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        lines = [line.split() for line in f if line.strip()]
+    header, rows = lines[0], []
+    for fields in lines[1:]:
+        row = {}
+        for key, text in zip(header, fields):
+            row[key] = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        row["Epoch"] = int(row["Epoch"])
+        rows.append(row)
+    return rows
+
+
 def eval_metrics():
     from mindspore import nn
 
@@ -213,7 +232,8 @@ def train(args, dump_weights_dir=None) -> dict:
         f"batches per epoch: {num_batches}, mode: {args.mode}, devices: {device_num or 1}. Start training"
     )
     t0 = time.perf_counter()
-    trainer.train(args.epoch_size, loader_train, callbacks=[state_cb, recorder], dataset_sink_mode=args.dataset_sink_mode)
+    # the recorder first: its epoch time then ends before StateMonitor's val_while_train evaluation
+    trainer.train(args.epoch_size, loader_train, callbacks=[recorder, state_cb], dataset_sink_mode=args.dataset_sink_mode)
     train_seconds = time.perf_counter() - t0
 
     after_train = evaluator.eval(eval_train_loader, dataset_sink_mode=False)
@@ -228,6 +248,7 @@ def train(args, dump_weights_dir=None) -> dict:
         "rank_id": rank_id, "device_num": device_num or 1, "train_count": int(train_count),
         "num_batches": num_batches, "epochs": args.epoch_size, "step_losses": recorder.losses,
         "epoch_seconds": recorder.epoch_times, "train_seconds": train_seconds,
+        "epoch_log": read_epoch_log(args.ckpt_save_dir),
         "images_per_second": images_per_epoch / (sum(steady) / len(steady)),
         "throughput_excludes_first_epoch": len(recorder.epoch_times) > 1,
         "train_eval_before": before, "train_eval_after": after_train, "val_eval": after_val,

@@ -2,7 +2,8 @@
 
 ``create_dataset`` (val split) -> ``create_transforms`` (eval) -> ``create_loader`` ->
 ``create_model(name, checkpoint_path=...)`` -> ``auto_mixed_precision(val_amp_level)`` ->
-``create_loss`` -> ``Model.eval``. It never imports ``mindcv_halonet``. Usage::
+``create_loss`` -> ``Model.eval``. It never imports ``mindcv_halonet``. Beyond ``validate.py`` the result
+also holds the confusion matrix of the split (rows: true class, columns: predicted class). Usage::
 
     python scripts/factory_validate.py -c RECIPE --set ckpt_path=PATH --set device_target=CPU ... \
         [--result-json out.json]
@@ -62,8 +63,11 @@ def validate(args) -> dict:
     metrics = {"Top_1_Accuracy": nn.Top1CategoricalAccuracy(), "loss": nn.metrics.Loss()}
     if num_classes >= 5:
         metrics["Top_5_Accuracy"] = nn.Top5CategoricalAccuracy()
+    metrics["confusion_matrix"] = ms.train.ConfusionMatrix(num_classes=num_classes, normalize="no_norm")
     result = Model(network, loss_fn=loss, metrics=metrics).eval(loader_eval, dataset_sink_mode=False)
+    confusion = result.pop("confusion_matrix")
     return {
+        "confusion_matrix": [[int(round(x)) for x in row] for row in confusion],
         "model": args.model, "checkpoint": args.ckpt_path, "network_class": f"{type(network).__module__}.{type(network).__name__}",
         "num_samples": dataset_eval.get_dataset_size(), "batch_size": batch_size, "metrics": result,
         "mindcv_halonet_in_sys_modules": "mindcv_halonet" in sys.modules,
