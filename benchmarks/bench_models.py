@@ -28,7 +28,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TIMM_NAMES = {"halonet_50t": "halonet50ts", "halonet_26t": "halonet26t", "resnet50": "resnet50"}
+TIMM_NAMES = {"halonet_50t": "halonet50ts", "halonet_26t": "halonet26t", "halonet_h1": "halonet_h1", "resnet50": "resnet50"}
 
 
 # ------------------------------------------------------------------------------------------ workers

@@ -239,6 +239,7 @@ class AttentionWeights(Float32Cell):
         self.scale = scale
         self.scale_pos_embed = scale_pos_embed
         self.bmm_nt = ops.BatchMatMul(transpose_b=True)
+        self.bmm_tn = ops.BatchMatMul(transpose_a=True)
 
     def construct(self, q: Tensor, k: Tensor, rel: Tensor) -> Tensor:
         q = q.astype(ms.float32)
@@ -248,6 +249,22 @@ class AttentionWeights(Float32Cell):
         else:
             logits = self.bmm_nt(q * self.scale, k) + rel  # scaling q is cheaper than scaling the logits
         return ops.softmax(logits, -1)
+
+    def bprop(self, q: Tensor, k: Tensor, rel: Tensor, out: Tensor, dout: Tensor):
+        """The gradient autodiff would give, from the weights alone (``out``; not the logits or ``rel``,
+        which are then not kept for the backward pass), and with no broadcasting binary op: MindSpore's
+        CPU kernels keep, for the whole step, a broadcast op's index workspace of 4x its output size."""
+        dout = dout.astype(ms.float32)
+        row = (dout * out).sum(-1, keepdims=True)  # (N, bq*bq, 1)
+        dlogits = out * (dout - ops.broadcast_to(row, out.shape))  # softmax backward
+        qf, kf = q.astype(ms.float32), k.astype(ms.float32)
+        dq = ops.bmm(dlogits, kf)
+        dk = self.bmm_tn(dlogits, qf)
+        if self.scale_pos_embed:
+            drel = dlogits * self.scale
+        else:
+            drel = dlogits
+        return (dq * self.scale).astype(q.dtype), (dk * self.scale).astype(k.dtype), drel.astype(rel.dtype)
 
 
 def _rows_with_zero(x: Tensor) -> Tensor:

@@ -1,0 +1,238 @@
+"""Where the memory of a train step goes: peak RSS of one train step with parts of the model swapped out.
+
+Every variant runs in its own subprocess (one Graph-mode train step of batch 8 at 256 px by default:
+forward + cross-entropy + backward + SGD-momentum update, like ``bench_models.py``) and reports
+
+* ``build_mb``: resident memory after the model, loss and optimizer are built (weights, framework),
+* ``first_call_peak_mb``: peak RSS of the process after the first call (compile + one step),
+* ``step_peak_mb``: peak RSS during one further (steady) step, the kernel's high-water mark reset
+  just before it (``/proc/self/clear_refs``), so compile-time memory does not hide it,
+* ``before_step_mb``: resident memory just before that step (what stays between steps).
+
+Variants (``--variants``): ``full`` (the model as shipped), ``relu`` (SiLU trunk -> ReLU),
+``attn_proj`` (each HaloAttention replaced by its 1x1 projections only, same output shape),
+``noattn_relu`` (both), ``tiny`` (framework baseline: a 1-conv net), ``resnet50`` (MindCV's),
+``timm`` / ``timm_attn_proj`` (the timm peer, and the same with timm's HaloAttn cut to its
+projections). Differences between variants attribute the peak to parts.
+
+    python benchmarks/memory_attribution.py --models halonet_50t halonet_26t halonet_h1 [--json out.json]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_models import TIMM_NAMES, atomic_write  # noqa: E402
+
+MS_VARIANTS = ("full", "relu", "attn_proj", "noattn_relu", "tiny", "resnet50")
+TORCH_VARIANTS = ("timm", "timm_attn_proj")
+
+
+def _status_mb(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def _reset_peak():
+    """Reset the kernel's peak-RSS counter (VmHWM) of this process; False where not permitted."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _measure(step, build_mb):
+    t0 = time.perf_counter()
+    step()
+    first = time.perf_counter() - t0
+    first_peak = _status_mb("VmHWM")
+    step()  # a second steady call so that lazily grown pools are at their size
+    before = _status_mb("VmRSS")
+    reset = _reset_peak()
+    t0 = time.perf_counter()
+    step()
+    seconds = time.perf_counter() - t0
+    return dict(build_mb=build_mb, first_call_peak_mb=first_peak, first_call_s=first, before_step_mb=before,
+                step_peak_mb=_status_mb("VmHWM") if reset else None, step_s=seconds, peak_reset=reset)
+
+
+# ------------------------------------------------------------------------------------------ mindspore
+def _patch_ours(variant):
+    import mindcv_halonet.models.blocks as blocks
+    from mindspore import nn, ops
+
+    from mindcv_halonet.layers import halo_dims
+
+    if variant in ("relu", "noattn_relu"):
+        blocks.ACTIVATIONS["silu"] = nn.ReLU
+    if variant in ("attn_proj", "noattn_relu"):
+
+        class ProjectionsOnly(nn.Cell):
+            """HaloAttention's q / kv 1x1 convs only; output = q + v (strided / pooled like the layer)."""
+
+            def __init__(self, dim, dim_out=None, feat_size=None, stride=1, num_heads=8, dim_head=None,
+                         block_size=8, halo_size=3, qk_ratio=1.0, qkv_bias=False, avg_down=False,
+                         scale_pos_embed=False):
+                super().__init__()
+                d = halo_dims(dim, dim_out, stride, num_heads, dim_head, block_size, halo_size, qk_ratio, avg_down)
+                self.dqk = num_heads * d["dim_head_qk"]
+                self.stride = d["block_stride"]
+                self.q = nn.Conv2d(dim, self.dqk, 1, stride=self.stride, has_bias=bool(qkv_bias))
+                self.kv = nn.Conv2d(dim, self.dqk + d["dim_out"], 1, has_bias=bool(qkv_bias))
+                self.pool = nn.AvgPool2d(kernel_size=2, stride=2) if d["use_avg_pool"] else nn.Identity()
+
+            def construct(self, x):
+                v = self.kv(x)[:, self.dqk:]
+                if self.stride == 2:
+                    v = v[:, :, ::2, ::2]
+                return self.pool(v + self.q(x))
+
+        blocks.HaloAttention = ProjectionsOnly
+
+
+def worker_mindspore(args):
+    import numpy as np
+
+    import mindspore as ms
+    from mindspore import Tensor, nn
+
+    sys.path.insert(0, ROOT)
+    ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
+    for opt in args.ms_context:
+        key, value = opt.split("=", 1)
+        ms.set_context(**{key: value})
+    ms.set_seed(0)
+    if args.variant == "tiny":
+        net = nn.SequentialCell([nn.Conv2d(3, 8, 3, stride=4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                 nn.Dense(8, 1000)])
+    elif args.variant == "resnet50":
+        from mindcv.models import resnet
+
+        net = resnet.resnet50(num_classes=1000)
+    else:
+        _patch_ours(args.variant)
+        import mindcv_halonet.models.halonet as ours
+
+        net = getattr(ours, args.model)(num_classes=1000)
+    x = Tensor(np.random.default_rng(0).standard_normal((args.batch, 3, args.size, args.size)).astype(np.float32))
+    y = Tensor((np.arange(args.batch) % 1000).astype(np.int32))
+    loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+    opt = nn.Momentum(net.trainable_params(), learning_rate=0.01, momentum=0.9)
+    step = nn.TrainOneStepCell(nn.WithLossCell(net, loss), opt)
+    step.set_train(True)
+    return _measure(lambda: step(x, y).asnumpy(), _status_mb("VmRSS"))
+
+
+# ------------------------------------------------------------------------------------------ torch
+def worker_torch(args):
+    import timm
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    if args.variant == "timm_attn_proj":
+        from timm.layers import halo_attn
+
+        def projections_only(self, x):
+            v = self.kv(x)[:, self.dim_out_qk:]
+            if self.block_stride == 2:
+                v = v[:, :, ::2, ::2]
+            return self.pool(v + self.q(x))
+
+        halo_attn.HaloAttn.forward = projections_only
+    net = timm.create_model(TIMM_NAMES[args.model], num_classes=1000)
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    y = torch.arange(args.batch) % 1000
+    net.train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    crit = torch.nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        crit(net(x), y).backward()
+        opt.step()
+
+    return _measure(step, _status_mb("VmRSS"))
+
+
+def run_worker(args):
+    try:
+        res = worker_torch(args) if args.variant in TORCH_VARIANTS else worker_mindspore(args)
+        res["ok"] = True
+    except Exception as exc:
+        res = {"ok": False, "error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"}
+    print("RESULT " + json.dumps(res), flush=True)
+
+
+# ------------------------------------------------------------------------------------------ orchestrator
+def spawn(args, model, variant):
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--model", model, "--variant", variant,
+           "--batch", str(args.batch), "--size", str(args.size), "--threads", str(args.threads)]
+    for opt in args.ms_context:
+        cmd += ["--ms-context", opt]
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), GLOG_v="3")
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            res = json.loads(line[len("RESULT "):])
+            break
+    else:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        res = {"ok": False, "error": f"worker exited {proc.returncode}: {tail[0][:200]}"}
+    res["wall_s"] = time.perf_counter() - t0
+    return res
+
+
+def fmt(v):
+    return "—" if v is None else f"{v:,.0f}"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["halonet_50t", "halonet_26t", "halonet_h1"])
+    p.add_argument("--variants", nargs="+", default=["full", "relu", "attn_proj", "timm", "timm_attn_proj"])
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--timeout", type=int, default=1800)
+    p.add_argument("--ms-context", action="append", default=[], help="extra ms.set_context key=value (repeatable)")
+    p.add_argument("--json", default="")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--model", help=argparse.SUPPRESS)
+    p.add_argument("--variant", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        return run_worker(args)
+    bad = [v for v in args.variants if v not in MS_VARIANTS + TORCH_VARIANTS]
+    if bad:
+        p.error(f"--variants {bad} invalid; expected any of {list(MS_VARIANTS + TORCH_VARIANTS)}")
+    results = {}
+    print("| model | variant | build MB | first call peak MB | steady step peak MB | between steps MB | step s |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for model in args.models:
+        for variant in args.variants:
+            if variant in TORCH_VARIANTS and model not in TIMM_NAMES:
+                continue
+            r = spawn(args, model, variant)
+            results[f"{model}/{variant}"] = r
+            if r.get("ok"):
+                print(f"| {model} | {variant} | {fmt(r['build_mb'])} | {fmt(r['first_call_peak_mb'])} | "
+                      f"{fmt(r['step_peak_mb'])} | {fmt(r['before_step_mb'])} | {r['step_s']:.2f} |", flush=True)
+            else:
+                print(f"| {model} | {variant} | failed: {r['error']} | | | | |", flush=True)
+    if args.json:
+        atomic_write(args.json, json.dumps({"args": vars(args), "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
