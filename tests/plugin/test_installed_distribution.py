@@ -29,7 +29,10 @@ def test_entry_points_are_declared(dist):
     assert _entry_points(dist, "mindcv.models") == {"halonet": "mindcv_halonet.models.halonet"}
     layers = _entry_points(dist, "mindcv.layers")
     assert layers["HaloAttention"] == "mindcv_halonet.layers:HaloAttention"
-    assert _entry_points(dist, "console_scripts") == {"mindcv-halonet-convert": "mindcv_halonet.convert.cli:main"}
+    assert _entry_points(dist, "console_scripts") == {
+        "mindcv-halonet-convert": "mindcv_halonet.convert.cli:main",
+        "mindcv-halonet-export": "mindcv_halonet.export:main",
+    }
 
 
 def test_dependencies_are_loose(dist):
