@@ -1,12 +1,18 @@
 """Whole-model benchmark: this plugin's HaloNets against timm on PyTorch CPU, side by side in one run.
 
-For each model (default ``halonet_50t`` and ``halonet_26t``, plus ``resnet50`` as the frameworks'
-own baseline) at 256x256, batch 8, it measures in a fresh subprocess per configuration:
+For each model (default ``halonet_50t``, ``halonet_26t``, ``resnet50`` as the frameworks' own
+baseline, and the all-attention ``halonet_h1``, plus ``halonet_h0`` / ``halonet_h2``, which timm does
+not have) at 256x256, batch 8, it measures in a fresh subprocess per configuration:
 
 * inference img/s (eval mode, forward only),
 * train-step img/s (forward + cross-entropy + backward + SGD-momentum update),
-* peak resident memory of that subprocess (``ru_maxrss``; includes the framework itself),
-* for MindSpore Graph mode, the compile time of the train step (first call minus a steady call).
+* peak resident memory of that subprocess (``ru_maxrss``; includes the framework itself), and the
+  peak of one steady train step alone (the kernel's high-water mark reset just before it),
+* the first train call (for MindSpore Graph: compile + one step) and the compile time (first call
+  minus a steady call).
+
+A scaling table follows: the Graph train step of ``--scaling-model`` (halonet_50t) and of timm at
+``--scaling-sizes`` (224, 256, 320, 384 px), time and peak RSS, and how each grows with pixel count.
 
 Peers: MindSpore PyNative, MindSpore Graph, timm on PyTorch CPU (``halonet50ts`` / ``halonet26t`` /
 ``resnet50``), and MindCV's built-in ``halonet_50t`` (reported as unsupported where it fails), and a
@@ -28,7 +34,10 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TIMM_NAMES = {"halonet_50t": "halonet50ts", "halonet_26t": "halonet26t", "halonet_h1": "halonet_h1", "resnet50": "resnet50"}
+#: our model -> timm's (None: timm has no such model; ours is measured alone)
+TIMM_NAMES = {"halonet_50t": "halonet50ts", "halonet_26t": "halonet26t", "halonet_h1": "halonet_h1", "resnet50": "resnet50",
+              "halonet_h0": None, "halonet_h2": None}
+NO_TIMM = "timm has no such model"
 
 
 # ------------------------------------------------------------------------------------------ workers
@@ -45,6 +54,33 @@ def _median_time(fn, repeats, warmup):
 
 def _peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def status_mb(field):
+    """A memory field of /proc/self/status (VmRSS: resident now, VmHWM: peak since start or reset), MB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def reset_peak_rss():
+    """Reset the kernel's peak-RSS counter (VmHWM) of this process; False where not permitted."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def steady_step_peak_mb(fn):
+    """Peak RSS of one call of ``fn`` alone (after warm-up calls), or None where it cannot be reset."""
+    if not reset_peak_rss():
+        return None
+    fn()
+    return status_mb("VmHWM")
 
 
 def worker_mindspore(model_name, mode_name, task, args):
@@ -87,6 +123,9 @@ def worker_mindspore(model_name, mode_name, task, args):
     result.update(seconds=med, samples=samples, first_call_s=first)
     if mode_name == "graph":
         result["compile_s"] = max(0.0, first - med)
+    if task == "train":
+        result["peak_rss_before_step_mb"] = _peak_rss_mb()
+        result["step_peak_mb"] = steady_step_peak_mb(fn)
     return result
 
 
@@ -115,8 +154,14 @@ def worker_torch(model_name, task, args):
             crit(net(x), y).backward()
             opt.step()
 
-    med, samples = _median_time(fn, args.repeats, warmup=2)
-    return dict(seconds=med, samples=samples, version=f"torch {torch.__version__}, timm {timm.__version__}")
+    t0 = time.perf_counter()
+    fn()
+    first = time.perf_counter() - t0
+    med, samples = _median_time(fn, args.repeats, warmup=1)
+    result = dict(seconds=med, samples=samples, first_call_s=first, version=f"torch {torch.__version__}, timm {timm.__version__}")
+    if task == "train":
+        result["step_peak_mb"] = steady_step_peak_mb(fn)
+    return result
 
 
 def worker_matmul(framework, macs, args):
@@ -185,12 +230,13 @@ def run_worker(args):
 # ------------------------------------------------------------------------------------- orchestrator
 def spawn(args, **kw):
     kw.setdefault("repeats", args.repeats)
-    cmd = [sys.executable, os.path.abspath(__file__), "--batch", str(args.batch), "--size", str(args.size),
+    size = kw.pop("size", args.size)
+    cmd = [sys.executable, os.path.abspath(__file__), "--batch", str(args.batch), "--size", str(size),
            "--threads", str(args.threads)]
     for k, v in kw.items():
         cmd += [f"--{k}", str(v)]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), GLOG_v="3")
-    label = " ".join(f"{k}={v}" for k, v in kw.items() if k != "repeats")
+    label = " ".join(f"{k}={v}" for k, v in kw.items() if k != "repeats") + f" size={size}"
     print(f"  running {label} ...", file=sys.stderr, flush=True)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
@@ -223,26 +269,68 @@ def make_markdown(results, args):
         f"Batch {args.batch}, {args.size}x{args.size}, {args.threads} threads, medians of {args.repeats} timed calls "
         f"({args.pynative_repeats} for MindSpore PyNative) after warm-up, one subprocess per cell; {results['env']}.",
         "",
-        "| model | implementation | inference img/s | train-step img/s | train peak RSS MB | Graph compile s | "
-        "infer ours/timm | train ours/timm |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| model | implementation | inference img/s | train-step img/s | train peak RSS MB | steady step peak MB | "
+        "first train call s | Graph compile s | infer ours/timm | train ours/timm | train RSS ours/timm |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for model, rows in results["models"].items():
         timm_row = rows.get("timm (PyTorch CPU)", {})
         t_inf = img_s(args.batch, timm_row.get("infer", {}))
         t_tr = img_s(args.batch, timm_row.get("train", {}))
+        t_mem = timm_row.get("train", {}).get("peak_rss_mb") if timm_row.get("train", {}).get("ok") else None
         for impl, r in rows.items():
             inf, tr = img_s(args.batch, r.get("infer", {})), img_s(args.batch, r.get("train", {}))
             err = r.get("infer", {}).get("error") or r.get("train", {}).get("error")
             if inf is None and tr is None and err:
-                lines.append(f"| {model} | {impl} | unsupported on CPU: `{err[:90]}` | | | | | |")
+                what = err if err == NO_TIMM else f"unsupported on CPU: `{err[:90]}`"
+                lines.append(f"| {model} | {impl} | {what} | | | | | | | | |")
                 continue
-            ratio_i = fmt(inf / t_inf) if inf and t_inf and not impl.startswith("timm") else ""
-            ratio_t = fmt(tr / t_tr) if tr and t_tr and not impl.startswith("timm") else ""
-            mem = r.get("train", {}).get("peak_rss_mb")
-            comp = r.get("train", {}).get("compile_s")
+            peer = not impl.startswith("timm")
+            train = r.get("train", {})
+            mem = train.get("peak_rss_mb") if "seconds" in train else None
+            ratio_i = fmt(inf / t_inf) if inf and t_inf and peer else ""
+            ratio_t = fmt(tr / t_tr) if tr and t_tr and peer else ""
+            ratio_m = fmt(mem / t_mem) if mem and t_mem and peer else ""
+            step_mem, first, comp = train.get("step_peak_mb"), train.get("first_call_s"), train.get("compile_s")
             lines.append(f"| {model} | {impl} | {fmt(inf)} | {fmt(tr)} | {fmt(mem, 0) if mem else '—'} | "
-                         f"{fmt(comp, 1) if comp is not None else ''} | {ratio_i} | {ratio_t} |")
+                         f"{fmt(step_mem, 0) if step_mem else '—'} | {fmt(first, 1) if first is not None else ''} | "
+                         f"{fmt(comp, 1) if comp is not None else ''} | {ratio_i} | {ratio_t} | {ratio_m} |")
+    return "\n".join(lines) + "\n"
+
+
+def make_scaling_markdown(scaling, args):
+    """Train step time and peak RSS per input size, ours (Graph) and timm, and the growth of each from
+    the smallest size that ran, next to the growth in pixels."""
+    sizes = sorted(scaling["sizes"], key=int)
+    lines = [f"**Scaling**: {scaling['model']} Graph train step, batch {args.batch}, {args.threads} threads, "
+             "same run. Growth = value / value at the smallest size that ran; compare with the pixel growth.", "",
+             "| px | pixels growth | ours s/step | ours peak RSS MB | ours steady step MB | timm s/step | timm peak RSS MB | "
+             "timm steady step MB | time ours/timm | RSS ours/timm | ours time growth | ours RSS growth | "
+             "timm time growth | timm RSS growth |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    base = {}
+    for who in ("ours", "timm"):
+        ran = [s for s in sizes if scaling["sizes"][s][who].get("ok")]
+        base[who] = scaling["sizes"][ran[0]][who] if ran else None
+        base[who + "_px"] = int(ran[0]) ** 2 if ran else None
+    px0 = int(sizes[0]) ** 2
+    for size in sizes:
+        row = scaling["sizes"][size]
+        cells = [size, fmt(int(size) ** 2 / px0)]
+        for who in ("ours", "timm"):
+            r = row[who]
+            if r.get("ok"):
+                cells += [fmt(r["seconds"], 3), fmt(r["peak_rss_mb"], 0), fmt(r.get("step_peak_mb"), 0)]
+            else:
+                cells += [f"cannot run: `{r.get('error', '')[:80]}`", "", ""]
+        o, t = row["ours"], row["timm"]
+        both = o.get("ok") and t.get("ok")
+        cells += [fmt(o["seconds"] / t["seconds"]) if both else "", fmt(o["peak_rss_mb"] / t["peak_rss_mb"]) if both else ""]
+        for who in ("ours", "timm"):
+            r, b = row[who], base[who]
+            cells += ([fmt(r["seconds"] / b["seconds"]), fmt(r["peak_rss_mb"] / b["peak_rss_mb"])]
+                      if r.get("ok") and b else ["", ""])
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -297,12 +385,15 @@ def orchestrate(args):
         for mode, label in (("graph", "MindSpore Graph (ours)"), ("pynative", "MindSpore PyNative (ours)")):
             if model == "resnet50":
                 label = label.replace("(ours)", "(MindCV resnet50)")
-            if mode == "pynative" and args.skip_pynative:
+            if mode == "pynative" and (args.skip_pynative or model not in args.pynative_models):
                 continue
             reps = args.pynative_repeats if mode == "pynative" else args.repeats
             rows[label] = {t: spawn(args, worker="mindspore", model=model, mode=mode, task=t, repeats=reps)
                            for t in ("infer", "train")}
-        rows["timm (PyTorch CPU)"] = {t: spawn(args, worker="torch", model=model, task=t) for t in ("infer", "train")}
+        if TIMM_NAMES[model] is None:
+            rows["timm (PyTorch CPU)"] = {t: {"ok": False, "error": NO_TIMM} for t in ("infer", "train")}
+        else:
+            rows["timm (PyTorch CPU)"] = {t: spawn(args, worker="torch", model=model, task=t) for t in ("infer", "train")}
         if model == "halonet_50t":
             rows["MindCV built-in halonet_50t (Graph)"] = {
                 t: spawn(args, worker="mindspore", model="mindcv_builtin_halonet_50t", mode="graph", task=t)
@@ -322,6 +413,14 @@ def orchestrate(args):
                      if r.get("timm (PyTorch CPU)", {}).get("infer", {}).get("ok")), "timm not available")
     results["env"] = ", ".join(env_line + [timm_ver])
     results["macs_per_image"] = {m: results["models"][m].pop("_macs_per_image", None) for m in results["models"]}
+    if args.scaling_sizes:
+        print(f"[scaling {args.scaling_model}]", file=sys.stderr, flush=True)
+        results["scaling"] = {"model": args.scaling_model, "sizes": {}}
+        for size in args.scaling_sizes:
+            results["scaling"]["sizes"][str(size)] = {
+                "ours": spawn(args, worker="mindspore", model=args.scaling_model, mode="graph", task="train", size=size),
+                "timm": spawn(args, worker="torch", model=args.scaling_model, task="train", size=size),
+            }
     atomic_write(os.path.join(args.out, "models.json"), json.dumps(results, indent=2))
     render(results, args)
 
@@ -332,6 +431,8 @@ def render(results, args):
     md = make_markdown(results, args)
     md += "\nForward GMACs per image: " + ", ".join(
         f"{m} {v / 1e9:.2f}" for m, v in macs_note.items() if v) + " (dense bmm ceiling = the same MACs as one dense matmul; x3 for a train step).\n"
+    if results.get("scaling"):
+        md += "\n" + make_scaling_markdown(results["scaling"], args)
     atomic_write(os.path.join(args.out, "models.md"), md)
     make_plot(results, args, os.path.join(args.out, "models.png"))
     print(md)
@@ -339,7 +440,13 @@ def render(results, args):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", nargs="+", default=["halonet_50t", "halonet_26t", "resnet50"])
+    p.add_argument("--models", nargs="+", default=["halonet_50t", "halonet_26t", "resnet50", "halonet_h1", "halonet_h0",
+                                                   "halonet_h2"])
+    p.add_argument("--pynative-models", nargs="*", default=["halonet_50t", "halonet_26t", "resnet50"],
+                   help="models that also get MindSpore PyNative rows (slow)")
+    p.add_argument("--scaling-model", default="halonet_50t")
+    p.add_argument("--scaling-sizes", type=int, nargs="*", default=[224, 256, 320, 384],
+                   help="input sizes of the scaling table (none: no table)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--repeats", type=int, default=5)
@@ -362,6 +469,11 @@ def main(argv=None):
     known = set(TIMM_NAMES)
     if args.worker is None and not set(args.models) <= known:
         p.error(f"--models={args.models} is invalid; expected a subset of {sorted(known)}")
+    if args.worker is None and args.scaling_sizes and not TIMM_NAMES.get(args.scaling_model):
+        p.error(f"--scaling-model={args.scaling_model!r} is invalid; expected one with a timm peer: "
+                f"{sorted(m for m, t in TIMM_NAMES.items() if t)}")
+    if args.worker is None and any(s < 32 for s in args.scaling_sizes or []):
+        p.error(f"--scaling-sizes={args.scaling_sizes} is invalid; expected sizes >= 32")
     if args.worker:
         run_worker(args)
     elif args.render_only:

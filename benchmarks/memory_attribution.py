@@ -9,7 +9,8 @@ forward + cross-entropy + backward + SGD-momentum update, like ``bench_models.py
   just before it (``/proc/self/clear_refs``), so compile-time memory does not hide it,
 * ``before_step_mb``: resident memory just before that step (what stays between steps).
 
-Variants (``--variants``): ``full`` (the model as shipped), ``relu`` (SiLU trunk -> ReLU),
+Variants (``--variants``): ``full`` (the model as shipped), ``ms_silu`` (MindSpore's own ``nn.SiLU``
+instead of the plugin's lean-backward ``SiLU``), ``relu`` (SiLU trunk -> ReLU),
 ``attn_proj`` (each HaloAttention replaced by its 1x1 projections only, same output shape),
 ``noattn_relu`` (both), ``tiny`` (framework baseline: a 1-conv net), ``resnet50`` (MindCV's),
 ``timm`` / ``timm_attn_proj`` (the timm peer, and the same with timm's HaloAttn cut to its
@@ -26,43 +27,25 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_models import TIMM_NAMES, atomic_write  # noqa: E402
+from bench_models import TIMM_NAMES, atomic_write, reset_peak_rss, status_mb  # noqa: E402
 
-MS_VARIANTS = ("full", "relu", "attn_proj", "noattn_relu", "tiny", "resnet50")
+MS_VARIANTS = ("full", "ms_silu", "relu", "attn_proj", "noattn_relu", "tiny", "resnet50")
 TORCH_VARIANTS = ("timm", "timm_attn_proj")
-
-
-def _status_mb(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
-
-
-def _reset_peak():
-    """Reset the kernel's peak-RSS counter (VmHWM) of this process; False where not permitted."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def _measure(step, build_mb):
     t0 = time.perf_counter()
     step()
     first = time.perf_counter() - t0
-    first_peak = _status_mb("VmHWM")
+    first_peak = status_mb("VmHWM")
     step()  # a second steady call so that lazily grown pools are at their size
-    before = _status_mb("VmRSS")
-    reset = _reset_peak()
+    before = status_mb("VmRSS")
+    reset = reset_peak_rss()
     t0 = time.perf_counter()
     step()
     seconds = time.perf_counter() - t0
     return dict(build_mb=build_mb, first_call_peak_mb=first_peak, first_call_s=first, before_step_mb=before,
-                step_peak_mb=_status_mb("VmHWM") if reset else None, step_s=seconds, peak_reset=reset)
+                step_peak_mb=status_mb("VmHWM") if reset else None, step_s=seconds, peak_reset=reset)
 
 
 # ------------------------------------------------------------------------------------------ mindspore
@@ -74,6 +57,8 @@ def _patch_ours(variant):
 
     if variant in ("relu", "noattn_relu"):
         blocks.ACTIVATIONS["silu"] = nn.ReLU
+    if variant == "ms_silu":
+        blocks.ACTIVATIONS["silu"] = nn.SiLU
     if variant in ("attn_proj", "noattn_relu"):
 
         class ProjectionsOnly(nn.Cell):
@@ -129,7 +114,7 @@ def worker_mindspore(args):
     opt = nn.Momentum(net.trainable_params(), learning_rate=0.01, momentum=0.9)
     step = nn.TrainOneStepCell(nn.WithLossCell(net, loss), opt)
     step.set_train(True)
-    return _measure(lambda: step(x, y).asnumpy(), _status_mb("VmRSS"))
+    return _measure(lambda: step(x, y).asnumpy(), status_mb("VmRSS"))
 
 
 # ------------------------------------------------------------------------------------------ torch
@@ -161,7 +146,7 @@ def worker_torch(args):
         crit(net(x), y).backward()
         opt.step()
 
-    return _measure(step, _status_mb("VmRSS"))
+    return _measure(step, status_mb("VmRSS"))
 
 
 def run_worker(args):
@@ -221,7 +206,7 @@ def main(argv=None):
     print("|---|---|---:|---:|---:|---:|---:|")
     for model in args.models:
         for variant in args.variants:
-            if variant in TORCH_VARIANTS and model not in TIMM_NAMES:
+            if variant in TORCH_VARIANTS and not TIMM_NAMES.get(model):
                 continue
             r = spawn(args, model, variant)
             results[f"{model}/{variant}"] = r

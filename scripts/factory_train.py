@@ -64,6 +64,35 @@ def make_step_recorder():
     return StepRecorder()
 
 
+class _NullSummary:
+    """Stands in for MindSpore's ``SummaryRecord`` when summaries are off (records nothing)."""
+
+    def add_value(self, *args, **kwargs):
+        pass
+
+    def record(self, *args, **kwargs):
+        pass
+
+    def close(self):
+        pass
+
+
+def without_summary(state_monitor_cls):
+    """``StateMonitor`` that writes no MindInsight summary: MindSpore's ``SummaryRecord`` starts a writer
+    process that polls its queue without sleeping (``mindspore/train/summary/_writer_pool.py``), which
+    takes one of the two cores of a small CPU machine for the whole run."""
+
+    class StateMonitorWithoutSummary(state_monitor_cls):
+        def __enter__(self):
+            self.summary_record = _NullSummary()
+            return self
+
+        def __exit__(self, *exc_args):
+            pass
+
+    return StateMonitorWithoutSummary
+
+
 def make_eval_loader(args, split, shuffle=False, num_shards=None, shard_id=None):
     """The evaluation data path of ``validate.py`` (and of ``train.py``'s ``val_while_train``, which
     shards it per worker and keeps ``create_dataset``'s default ``shuffle=True``)."""
@@ -109,7 +138,9 @@ def eval_metrics():
     return {"Top_1_Accuracy": nn.Top1CategoricalAccuracy(), "loss": nn.Loss()}
 
 
-def train(args, dump_weights_dir=None) -> dict:
+def train(args, dump_weights_dir=None, summary=True) -> dict:
+    """``summary=False``: MindCV's ``StateMonitor`` without its MindInsight summary (see ``without_summary``);
+    everything else (logging, ``result.log``, checkpoints, val_while_train) is unchanged."""
     import mindspore as ms
     from mindspore import Tensor
     from mindspore.communication import get_group_size, get_rank, init
@@ -210,7 +241,8 @@ def train(args, dump_weights_dir=None) -> dict:
         clip_grad=args.clip_grad, clip_value=args.clip_value,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
     )
-    state_cb = StateMonitor(
+    monitor_cls = StateMonitor if summary else without_summary(StateMonitor)
+    state_cb = monitor_cls(
         trainer, model_name=args.model, model_ema=args.ema, last_epoch=0, dataset_sink_mode=args.dataset_sink_mode,
         dataset_val=loader_eval, metric_name=list(metrics.keys()), val_interval=args.val_interval,
         ckpt_save_dir=args.ckpt_save_dir, ckpt_save_interval=args.ckpt_save_interval,

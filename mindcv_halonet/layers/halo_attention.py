@@ -53,6 +53,7 @@ from mindspore.common.initializer import Normal, initializer
 from mindspore.ops import constexpr
 
 from .checks import check_image_input
+from .row_gather import RowGather, inverse_table
 
 __all__ = ["HaloAttention", "RelPosEmbed", "AttentionWeights", "Float32Cell", "make_divisible", "halo_dims"]
 
@@ -172,6 +173,10 @@ class Float32Cell(nn.Cell):
         return super().to_float(ms.float32)
 
 
+class Float32RowGather(Float32Cell, RowGather):
+    """``RowGather`` that stays in float32 inside a ``Float32Cell`` under AMP (its own flags are intercepted)."""
+
+
 class RelPosEmbed(Float32Cell):
     """Relative-position logits of one query block against its key window, in float32.
 
@@ -201,8 +206,12 @@ class RelPosEmbed(Float32Cell):
         qx = np.arange(block_size)[None, :, None]
         kk = np.arange(win_size)[None, None, :]
         base = (qy * block_size + qx) * rows + win_size - 1
-        self.height_index = Tensor((base + kk - qy).reshape(-1).astype(np.int32))  # (bq*bq*win,)
-        self.width_index = Tensor((base + kk - qx).reshape(-1).astype(np.int32))
+        height_index = (base + kk - qy).reshape(-1).astype(np.int32)  # (bq*bq*win,), all distinct
+        width_index = (base + kk - qx).reshape(-1).astype(np.int32)
+        self.height_index, self.width_index = Tensor(height_index), Tensor(width_index)
+        self.height_inverse = inverse_table(height_index, block_size * block_size * rows)
+        self.width_inverse = inverse_table(width_index, block_size * block_size * rows)
+        self.gather = Float32RowGather()
         # spread (2*win,) [height term per ky | width term per kx] onto the win*win window positions:
         # rel[ky*win + kx] = rel_h[ky] + rel_w[kx]. A matmul, so that its backward is a matmul too
         # (a broadcast add's backward is a reduction over a short axis, slow on CPU).
@@ -212,16 +221,16 @@ class RelPosEmbed(Float32Cell):
             spread[win_size + i, :, i] = 1.0
         self.spread = Tensor(spread.reshape(2 * win_size, win_size * win_size))
 
-    def _axis_logits(self, q2d: Tensor, table: Tensor, index: Tensor, n: int) -> Tensor:
-        # (N*bq*bq, dqk) @ (dqk, 2*win-1) -> (N, bq*bq*(2*win-1)) -> pick -> (N*bq*bq, win)
-        full = ops.matmul(q2d, table.astype(ms.float32).T).reshape(n, -1)
-        return ops.gather(full, index, 1).reshape(-1, self.win_size)
+    def _axis_logits(self, q2d: Tensor, table: Tensor, index: Tensor, inverse: Tensor, n: int) -> Tensor:
+        # (N*bq*bq, dqk) @ (dqk, 2*win-1) -> (N, bq*bq*(2*win-1), 1) -> pick -> (N*bq*bq, win)
+        full = ops.matmul(q2d, table.astype(ms.float32).T).reshape(n, -1, 1)
+        return self.gather(full, index, inverse).reshape(-1, self.win_size)
 
     def construct(self, q: Tensor) -> Tensor:
         n, bq2, d = q.shape
         q2d = q.astype(ms.float32).reshape(n * bq2, d)
-        rel_h = self._axis_logits(q2d, self.height_rel, self.height_index, n)  # (N*bq*bq, ky)
-        rel_w = self._axis_logits(q2d, self.width_rel, self.width_index, n)  # (N*bq*bq, kx)
+        rel_h = self._axis_logits(q2d, self.height_rel, self.height_index, self.height_inverse, n)  # (N*bq*bq, ky)
+        rel_w = self._axis_logits(q2d, self.width_rel, self.width_index, self.width_inverse, n)  # (N*bq*bq, kx)
         rel = ops.matmul(ops.concat((rel_h, rel_w), 1), self.spread)  # (N*bq*bq, win*win)
         return rel.reshape(n, bq2, -1)
 
@@ -275,12 +284,23 @@ def _rows_with_zero(x: Tensor) -> Tensor:
 
 
 @lru_cache(maxsize=256)
-def _window_index_table(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int) -> Tensor:
+def _window_index_array(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int) -> np.ndarray:
     ys = np.arange(nh)[:, None, None, None] * step - offset + np.arange(size)[None, None, :, None]
     xs = np.arange(nw)[None, :, None, None] * step - offset + np.arange(size)[None, None, None, :]
     inside = (ys >= 0) & (ys < height) & (xs >= 0) & (xs < width)
     flat = np.where(inside, ys * width + xs, height * width)
-    return Tensor(flat.reshape(-1).astype(np.int32))
+    return flat.reshape(-1).astype(np.int32)
+
+
+@lru_cache(maxsize=256)
+def _window_index_table(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int) -> Tensor:
+    return Tensor(_window_index_array(height, width, nh, nw, step, size, offset))
+
+
+@lru_cache(maxsize=256)
+def _window_inverse_table(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int) -> Tensor:
+    zero_row = height * width
+    return inverse_table(_window_index_array(height, width, nh, nw, step, size, offset), zero_row + 1, zero_row)
 
 
 @constexpr
@@ -293,18 +313,40 @@ def _window_index(height: int, width: int, nh: int, nw: int, step: int, size: in
     return _window_index_table(height, width, nh, nw, step, size, offset)
 
 
+@constexpr
+def _window_inverse(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int) -> Tensor:
+    """The inverse of ``_window_index`` for ``RowGather``'s backward: (K, height*width + 1)."""
+    return _window_inverse_table(height, width, nh, nw, step, size, offset)
+
+
 @lru_cache(maxsize=256)
-def _unblock_index_table(height: int, width: int, nw: int, bq: int) -> Tensor:
+def _unblock_index_array(height: int, width: int, nw: int, bq: int) -> np.ndarray:
     ys = np.arange(height)[:, None]
     xs = np.arange(width)[None, :]
     flat = (((ys // bq) * nw + xs // bq) * bq + ys % bq) * bq + xs % bq
-    return Tensor(flat.reshape(-1).astype(np.int32))
+    return flat.reshape(-1).astype(np.int32)
+
+
+@lru_cache(maxsize=256)
+def _unblock_index_table(height: int, width: int, nw: int, bq: int) -> Tensor:
+    return Tensor(_unblock_index_array(height, width, nw, bq))
+
+
+@lru_cache(maxsize=256)
+def _unblock_inverse_table(height: int, width: int, nh: int, nw: int, bq: int) -> Tensor:
+    return inverse_table(_unblock_index_array(height, width, nw, bq), nh * nw * bq * bq)
 
 
 @constexpr
 def _unblock_index(height: int, width: int, nw: int, bq: int) -> Tensor:
     """For each output pixel (y, x), row-major, its row in the (nh*nw*bq*bq) blocked query order."""
     return _unblock_index_table(height, width, nw, bq)
+
+
+@constexpr
+def _unblock_inverse(height: int, width: int, nh: int, nw: int, bq: int) -> Tensor:
+    """The inverse of ``_unblock_index`` (a query row outside the map gets no gradient): (1, nh*nw*bq*bq)."""
+    return _unblock_inverse_table(height, width, nh, nw, bq)
 
 
 class HaloAttention(nn.Cell):
@@ -377,6 +419,7 @@ class HaloAttention(nn.Cell):
         )
         self.pos_embed = RelPosEmbed(self.block_size_ds, self.win_size, self.dim_head_qk)
         self.attn_weights = AttentionWeights(self.scale, self.scale_pos_embed)
+        self.gather = RowGather()  # ops.gather along rows, with a gather (not a scatter) as its backward
         self.pool = nn.AvgPool2d(kernel_size=2, stride=2) if self.use_avg_pool else nn.Identity()
         self.description = f"HaloAttention({self.extend_repr()})"  # names the layer in input errors
 
@@ -403,17 +446,18 @@ class HaloAttention(nn.Cell):
         k, v = kv[:, :dqk], kv[:, dqk:]
         # pixels as rows plus a zero row; blocks of queries and overlapping windows of keys/values
         # are each one gather: (N, bq*bq, dqk), (N, win*win, dqk), (N, win*win, dv)
-        q_index = _window_index(hq, wq, nh, nw, bq, bq, 0)
-        kv_index = _window_index(H, W, nh, nw, b, win, p)
-        q = ops.gather(_rows_with_zero(q), q_index, 1).reshape(n, bq * bq, dqk)
-        k = ops.gather(_rows_with_zero(k), kv_index, 1).reshape(n, win * win, dqk)
-        v = ops.gather(_rows_with_zero(v), kv_index, 1).reshape(n, win * win, dv)
+        q_index, q_inverse = _window_index(hq, wq, nh, nw, bq, bq, 0), _window_inverse(hq, wq, nh, nw, bq, bq, 0)
+        kv_index, kv_inverse = _window_index(H, W, nh, nw, b, win, p), _window_inverse(H, W, nh, nw, b, win, p)
+        q = self.gather(_rows_with_zero(q), q_index, q_inverse).reshape(n, bq * bq, dqk)
+        k = self.gather(_rows_with_zero(k), kv_index, kv_inverse).reshape(n, win * win, dqk)
+        v = self.gather(_rows_with_zero(v), kv_index, kv_inverse).reshape(n, win * win, dv)
 
         # logits and softmax in float32, weights back in the compute dtype: (N, bq*bq, win*win)
         attn = self.attn_weights(q, k, self.pos_embed(q)).astype(v.dtype)
         out = ops.bmm(attn, v)  # (N, bq*bq, dv)
 
         # blocks back to pixels (dropping queries outside the map): (B*h, Hq*Wq, dv) -> (B, h*dv, Hq, Wq)
-        out = ops.gather(out.reshape(B * h, nh * nw * bq * bq, dv), _unblock_index(hq, wq, nw, bq), 1)
+        out = self.gather(out.reshape(B * h, nh * nw * bq * bq, dv), _unblock_index(hq, wq, nw, bq),
+                          _unblock_inverse(hq, wq, nh, nw, bq))
         out = out.transpose(0, 2, 1).reshape(B, h * dv, hq, wq)
         return self.pool(out)

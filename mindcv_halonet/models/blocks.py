@@ -23,7 +23,7 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import HeNormal, HeUniform, Normal, initializer
 
-from mindcv_halonet.layers import HaloAttention, make_divisible
+from mindcv_halonet.layers import HaloAttention, SiLU, make_divisible
 
 __all__ = [
     "ACTIVATIONS",
@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 #: activation name -> cell class; a variant row picks one by name
-ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU}
+ACTIVATIONS = {"relu": nn.ReLU, "silu": SiLU}  # SiLU: the plugin's, whose backward keeps only its input
 
 BN_EPS = 1e-5  # timm / PyTorch BatchNorm2d defaults
 BN_MOMENTUM = 0.9  # MindSpore convention: 1 - PyTorch momentum (0.1)
