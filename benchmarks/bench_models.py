@@ -222,9 +222,23 @@ def run_worker(args):
             raise ValueError(f"--worker={kind!r}; expected mindspore, torch, matmul or macs")
         res["ok"] = True
     except Exception as exc:  # reported in the table, e.g. MindCV's built-in model on CPU
-        res = {"ok": False, "error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"}
+        res = {"ok": False, "error": describe_error(exc)}
     res["peak_rss_mb"] = _peak_rss_mb()
     print("RESULT " + json.dumps(res), flush=True)
+
+
+def describe_error(exc):
+    """One line: the exception type and message, or (a bare ``assert``) the failing source line."""
+    import traceback
+
+    lines = str(exc).strip().splitlines()
+    if lines:
+        return f"{type(exc).__name__}: {lines[0][:200]}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    # torch._assert re-raises from torch/__init__.py: name the caller's line instead
+    frames = [f for f in frames if f"{os.sep}torch{os.sep}" not in f.filename] or frames
+    where = f"{os.path.basename(frames[-1].filename)}: {frames[-1].line}" if frames else "no message"
+    return f"{type(exc).__name__} in {where}"[:240]
 
 
 # ------------------------------------------------------------------------------------- orchestrator
@@ -303,7 +317,7 @@ def make_scaling_markdown(scaling, args):
     the smallest size that ran, next to the growth in pixels."""
     sizes = sorted(scaling["sizes"], key=int)
     lines = [f"**Scaling**: {scaling['model']} Graph train step, batch {args.batch}, {args.threads} threads, "
-             "same run. Growth = value / value at the smallest size that ran; compare with the pixel growth.", "",
+             f"medians of {scaling.get('repeats', args.repeats)} timed calls, one subprocess per cell, same run. Growth = value / value at the smallest size that ran; compare with the pixel growth.", "",
              "| px | pixels growth | ours s/step | ours peak RSS MB | ours steady step MB | timm s/step | timm peak RSS MB | "
              "timm steady step MB | time ours/timm | RSS ours/timm | ours time growth | ours RSS growth | "
              "timm time growth | timm RSS growth |",
@@ -414,15 +428,20 @@ def orchestrate(args):
     results["env"] = ", ".join(env_line + [timm_ver])
     results["macs_per_image"] = {m: results["models"][m].pop("_macs_per_image", None) for m in results["models"]}
     if args.scaling_sizes:
-        print(f"[scaling {args.scaling_model}]", file=sys.stderr, flush=True)
-        results["scaling"] = {"model": args.scaling_model, "sizes": {}}
-        for size in args.scaling_sizes:
-            results["scaling"]["sizes"][str(size)] = {
-                "ours": spawn(args, worker="mindspore", model=args.scaling_model, mode="graph", task="train", size=size),
-                "timm": spawn(args, worker="torch", model=args.scaling_model, task="train", size=size),
-            }
+        results["scaling"] = run_scaling(args)
     atomic_write(os.path.join(args.out, "models.json"), json.dumps(results, indent=2))
     render(results, args)
+
+
+def run_scaling(args):
+    print(f"[scaling {args.scaling_model}]", file=sys.stderr, flush=True)
+    scaling = {"model": args.scaling_model, "repeats": args.repeats, "sizes": {}}
+    for size in args.scaling_sizes:
+        scaling["sizes"][str(size)] = {
+            "ours": spawn(args, worker="mindspore", model=args.scaling_model, mode="graph", task="train", size=size),
+            "timm": spawn(args, worker="torch", model=args.scaling_model, task="train", size=size),
+        }
+    return scaling
 
 
 def render(results, args):
@@ -456,6 +475,8 @@ def main(argv=None):
     p.add_argument("--skip-pynative", action="store_true")
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
     p.add_argument("--render-only", action="store_true", help="redo models.md / models.png from <out>/models.json")
+    p.add_argument("--scaling-only", action="store_true",
+                   help="rerun only the scaling table and replace it in <out>/models.json (then re-render)")
     # internal: one measurement per subprocess
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
@@ -476,12 +497,17 @@ def main(argv=None):
         p.error(f"--scaling-sizes={args.scaling_sizes} is invalid; expected sizes >= 32")
     if args.worker:
         run_worker(args)
-    elif args.render_only:
+    elif args.render_only or args.scaling_only:
         path = os.path.join(args.out, "models.json")
         if not os.path.isfile(path):
-            p.error(f"--render-only needs {path}; run the benchmark first")
+            p.error(f"--{'render' if args.render_only else 'scaling'}-only needs {path}; run the benchmark first")
         with open(path) as f:
             results = json.load(f)
+        if args.scaling_only:
+            if not args.scaling_sizes:
+                p.error("--scaling-only needs --scaling-sizes")
+            results["scaling"] = run_scaling(args)
+            atomic_write(path, json.dumps(results, indent=2))
         saved = argparse.Namespace(**{**vars(args), **results["args"]})
         saved.pynative_repeats = results["args"].get("pynative_repeats", 2)
         render(results, saved)

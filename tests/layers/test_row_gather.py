@@ -1,0 +1,95 @@
+"""RowGather: forward is ops.gather; its gather-based backward equals the scatter-add autodiff gives."""
+import numpy as np
+import pytest
+
+import mindspore as ms
+from mindspore import Tensor, nn, ops
+
+from mindcv_halonet.layers.halo_attention import _unblock_index_array, _window_index_array
+from mindcv_halonet.layers.row_gather import RowGather, inverse_table
+
+
+def _scatter_add_reference(index, dout, rows):
+    """float64 dsrc of src[:, index] for the given dout (G, M, C): np.add.at, the textbook scatter-add."""
+    g, _, c = dout.shape
+    ref = np.zeros((g, rows, c))
+    for gi in range(g):
+        np.add.at(ref[gi], index, dout[gi].astype(np.float64))
+    return ref
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_inverse_table_reproduces_the_scatter_add(seed):
+    rng = np.random.default_rng(seed)
+    rows, m = int(rng.integers(1, 40)), int(rng.integers(1, 120))
+    index = rng.integers(0, rows, m).astype(np.int32)
+    inverse = inverse_table(index, rows).asnumpy()
+    assert inverse.shape == (max(1, np.bincount(index, minlength=rows).max()), rows)
+    dout = rng.standard_normal((2, m, 3))
+    padded = np.concatenate([dout, np.zeros((2, 1, 3))], 1)
+    np.testing.assert_allclose(padded[:, inverse].sum(1), _scatter_add_reference(index, dout, rows), atol=1e-12)
+
+
+def test_constant_row_gets_no_gradient_and_does_not_set_k():
+    # HaloAttention's windows on a 10x6 map: many positions read the zero row (index 60)
+    index = _window_index_array(10, 6, 2, 1, 8, 14, 3)
+    inverse = inverse_table(index, 61, constant_row=60).asnumpy()
+    assert inverse.shape[0] <= 4  # each real pixel is in at most 2x2 overlapping windows
+    assert (inverse[:, 60] == index.size).all()  # the constant row only ever reads dout's zero row
+    dout = np.random.default_rng(0).standard_normal((1, index.size, 2))
+    padded = np.concatenate([dout, np.zeros((1, 1, 2))], 1)
+    ref = _scatter_add_reference(index, dout, 61)
+    np.testing.assert_allclose(padded[:, inverse].sum(1)[:, :60], ref[:, :60], atol=1e-12)
+
+
+def test_inverse_table_rejects_an_index_out_of_range():
+    with pytest.raises(ValueError, match=r"index entries must lie in \[0, 5\); got \[0, 5\]"):
+        inverse_table(np.array([0, 5], np.int32), 5)
+
+
+class _GradOf(nn.Cell):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+        self.grad = ops.GradOperation(sens_param=True)
+
+    def construct(self, src, dout):
+        return self.grad(self.fn)(src, dout)
+
+
+class _WithRowGather(nn.Cell):
+    def __init__(self, index, rows):
+        super().__init__()
+        self.gather = RowGather()
+        self.index, self.inverse = Tensor(index), inverse_table(index, rows)
+
+    def construct(self, src):
+        return self.gather(src, self.index, self.inverse)
+
+
+class _WithOpsGather(nn.Cell):
+    def __init__(self, index):
+        super().__init__()
+        self.index = Tensor(index)
+
+    def construct(self, src):
+        return ops.gather(src, self.index, 1)
+
+
+@pytest.mark.parametrize("mode", [ms.PYNATIVE_MODE, ms.GRAPH_MODE], ids=["pynative", "graph"])
+@pytest.mark.parametrize("table", ["windows", "unblock"])
+def test_row_gather_matches_ops_gather_forward_and_backward(mode, table):
+    ms.set_context(mode=mode)
+    if table == "windows":  # overlapping halo windows on a 20x12 map (K > 1), src with the zero row
+        index, rows = _window_index_array(20, 12, 3, 2, 8, 14, 3), 20 * 12 + 1
+    else:  # blocks back to pixels, a 20x12 map in 3x2 blocks of 8x8 (a permutation with a crop)
+        index, rows = _unblock_index_array(20, 12, 2, 8), 3 * 2 * 64
+    rng = np.random.default_rng(1)
+    src = rng.standard_normal((3, rows, 5)).astype(np.float32)
+    dout = rng.standard_normal((3, index.size, 5)).astype(np.float32)
+    ours, theirs = _WithRowGather(index, rows), _WithOpsGather(index)
+    np.testing.assert_array_equal(ours(Tensor(src)).asnumpy(), theirs(Tensor(src)).asnumpy())
+    d_ours = _GradOf(ours)(Tensor(src), Tensor(dout)).asnumpy()
+    d_ref = _scatter_add_reference(index, dout, rows)
+    np.testing.assert_allclose(d_ours, d_ref, rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(d_ours, _GradOf(theirs)(Tensor(src), Tensor(dout)).asnumpy(), rtol=1e-6, atol=1e-5)
