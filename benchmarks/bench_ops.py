@@ -10,10 +10,11 @@ after warm-up, ``--threads`` threads in both.
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_models import _median_time, atomic_write  # noqa: E402
 
 # name -> (kind, input shape (N, C, H, W), extra); shapes as in halonet_50t's stages at 256 px, batch 8
 OPS = {
@@ -27,14 +28,7 @@ OPS = {
 
 
 def _median(fn, repeats):
-    for _ in range(2):
-        fn()
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
+    return _median_time(fn, repeats, warmup=2)[0]
 
 
 def worker_mindspore(kind, shape, extra, repeats):
@@ -112,8 +106,9 @@ def main(argv=None):
     p.add_argument("--json", default="")
     p.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)  # op name, framework
     args = p.parse_args(argv)
-    if args.repeats < 1 or args.threads < 1:
-        p.error(f"--repeats={args.repeats} / --threads={args.threads} are invalid; expected integers >= 1")
+    for name in ("repeats", "threads"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name}={getattr(args, name)} is invalid; expected an integer >= 1")
     if args.worker:
         name, fw = args.worker
         kind, shape, extra = OPS[name]
@@ -142,9 +137,6 @@ def main(argv=None):
         fmt = lambda v: "failed" if v is None else f"{v * 1e3:.1f}"  # noqa: E731
         print(f"| {name} | {fmt(ms_t)} | {fmt(pt_t)} | {ratio} |", flush=True)
     if args.json:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from bench_models import atomic_write
-
         atomic_write(args.json, json.dumps(results, indent=2))
 
 
