@@ -12,7 +12,9 @@ forward + cross-entropy + backward + SGD-momentum update, like ``bench_models.py
 Variants (``--variants``): ``full`` (the model as shipped), ``ms_silu`` (MindSpore's own ``nn.SiLU``
 instead of the plugin's lean-backward ``SiLU``), ``relu`` (SiLU trunk -> ReLU),
 ``attn_proj`` (each HaloAttention replaced by its 1x1 projections only, same output shape),
-``noattn_relu`` (both), ``tiny`` (framework baseline: a 1-conv net), ``resnet50`` (MindCV's),
+``noattn_relu`` (both), ``rows_reshape`` / ``no_softmax_bprop`` (the attention's three input
+transposes per layer / its softmax backward swapped for same-shape stand-ins with wrong values, to
+weigh what each keeps), ``tiny`` (framework baseline: a 1-conv net), ``resnet50`` (MindCV's),
 ``timm`` / ``timm_attn_proj`` (the timm peer, and the same with timm's HaloAttn cut to its
 projections). Differences between variants attribute the peak to parts.
 
@@ -29,7 +31,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_models import TIMM_NAMES, atomic_write, reset_peak_rss, status_mb  # noqa: E402
 
-MS_VARIANTS = ("full", "ms_silu", "relu", "attn_proj", "noattn_relu", "tiny", "resnet50")
+MS_VARIANTS = ("full", "ms_silu", "relu", "attn_proj", "noattn_relu", "rows_reshape", "no_softmax_bprop", "tiny",
+               "resnet50")
 TORCH_VARIANTS = ("timm", "timm_attn_proj")
 
 
@@ -59,6 +62,29 @@ def _patch_ours(variant):
         blocks.ACTIVATIONS["silu"] = nn.ReLU
     if variant == "ms_silu":
         blocks.ACTIVATIONS["silu"] = nn.SiLU
+    import mindspore as ms
+
+    import mindcv_halonet.layers.halo_attention as halo
+
+    def rows_with_zero_by_reshape(x):
+        """``rows_reshape``: HaloAttention's (G, C, L) -> (G, L + 1, C) with a reshape in place of the
+        transpose. Wrong values, same shapes and data flow: the difference to ``full`` is what the
+        three transposes per layer keep."""
+        g, c, length = x.shape
+        return ops.concat((x.reshape(g, length, c), ops.zeros((g, 1, c), x.dtype)), 1)
+
+    def bprop_without_softmax_backward(self, q, k, rel, out, dout):
+        """``no_softmax_bprop``: AttentionWeights' backward without the softmax backward (wrong values,
+        same shapes): the difference to ``full`` is what the softmax backward's temporaries cost."""
+        dout = dout.astype(ms.float32)
+        dq = ops.bmm(dout, k.astype(ms.float32))
+        dk = self.bmm_tn(dout, q.astype(ms.float32))
+        return dq.astype(q.dtype), dk.astype(k.dtype), dout.astype(rel.dtype)
+
+    if variant == "rows_reshape":
+        halo._rows_with_zero = rows_with_zero_by_reshape
+    if variant == "no_softmax_bprop":
+        halo.AttentionWeights.bprop = bprop_without_softmax_backward
     if variant in ("attn_proj", "noattn_relu"):
 
         class ProjectionsOnly(nn.Cell):
