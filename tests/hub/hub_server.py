@@ -20,6 +20,7 @@ The Hub and the CDN listen on two ephemeral ports (two origins), each in a daemo
 in ``requests`` as ``(method, path)``.
 """
 import hashlib
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Dict, List, Tuple
@@ -30,17 +31,18 @@ class HubServer:
         self.files: Dict[str, dict] = {}
         self.requests: List[Tuple[str, str]] = []
         self._lock = threading.Lock()
+        self._connections = set()  # open client sockets, closed by stop() (keep-alive would outlive it)
         # two listeners: the Hub and its "CDN" (another origin, like the real Hub's LFS storage), so that
         # clients take the file metadata from the redirect response instead of following it
         self._servers = [ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self)) for _ in range(2)]
         self._server, self._cdn = self._servers
         self._threads = []
+        self.running = True
         for server in self._servers:
             server.daemon_threads = True
             thread = threading.Thread(target=server.serve_forever, kwargs=dict(poll_interval=0.05), daemon=True)
             thread.start()
             self._threads.append(thread)
-        self.running = True
 
     @property
     def endpoint(self) -> str:
@@ -56,12 +58,32 @@ class HubServer:
         return entry
 
     def stop(self) -> None:
+        """Stop listening and drop every open connection: a client's pooled keep-alive connection
+        must not reach a handler that is still alive after the "Hub" went away."""
         if self.running:
             for server, thread in zip(self._servers, self._threads):
                 server.shutdown()
                 server.server_close()
                 thread.join(timeout=10)
-            self.running = False
+            with self._lock:
+                self.running = False
+                connections, self._connections = list(self._connections), set()
+            for conn in connections:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                conn.close()
+
+    def _track(self, conn) -> bool:
+        with self._lock:
+            if self.running:
+                self._connections.add(conn)
+            return self.running
+
+    def _untrack(self, conn) -> None:
+        with self._lock:
+            self._connections.discard(conn)
 
     def _log(self, method, path):
         with self._lock:
@@ -74,6 +96,21 @@ def _handler_for(hub: HubServer):
 
         def log_message(self, *args):  # quiet
             pass
+
+        def setup(self):
+            super().setup()
+            if not hub._track(self.connection):  # accepted just as the server stopped
+                self.close_connection = True
+
+        def finish(self):
+            hub._untrack(self.connection)
+            super().finish()
+
+        def handle_one_request(self):
+            if not hub.running:  # a request on a connection that outlived stop(): refuse it unserved
+                self.close_connection = True
+                return
+            super().handle_one_request()
 
         def do_HEAD(self):
             self._serve(head=True)
