@@ -276,15 +276,12 @@ class AttentionWeights(Float32Cell):
         return (dq * self.scale).astype(q.dtype), (dk * self.scale).astype(k.dtype), drel.astype(rel.dtype)
 
 
-def _rows_with_zero(x: Tensor) -> Tensor:
-    """(G, C, L) -> (G, L + 1, C): positions as rows, plus a last all-zero row that stands for every
-    position outside the map."""
-    g, c, _ = x.shape
-    return ops.concat((x.transpose(0, 2, 1), ops.zeros((g, 1, c), x.dtype)), 1)
-
-
 @lru_cache(maxsize=256)
 def _window_index_array(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int) -> np.ndarray:
+    """Flat pixel indices (y*width + x) of every window position, blocks row-major, (nh*nw*size*size,)
+    ordered (r, c, y, x); a position outside the map gets height*width (one past the last pixel).
+
+    Window (r, c) covers rows r*step - offset .. r*step - offset + size - 1 (same for columns)."""
     ys = np.arange(nh)[:, None, None, None] * step - offset + np.arange(size)[None, None, :, None]
     xs = np.arange(nw)[None, :, None, None] * step - offset + np.arange(size)[None, None, None, :]
     inside = (ys >= 0) & (ys < height) & (xs >= 0) & (xs < width)
@@ -293,60 +290,64 @@ def _window_index_array(height: int, width: int, nh: int, nw: int, step: int, si
 
 
 @lru_cache(maxsize=256)
-def _window_index_table(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int) -> Tensor:
-    return Tensor(_window_index_array(height, width, nh, nw, step, size, offset))
-
-
-@lru_cache(maxsize=256)
-def _window_inverse_table(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int) -> Tensor:
-    zero_row = height * width
-    return inverse_table(_window_index_array(height, width, nh, nw, step, size, offset), zero_row + 1, zero_row)
-
-
-@constexpr
-def _window_index(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int) -> Tensor:
-    """Flat indices into a (height*width + 1)-row map for every window, blocks row-major.
-
-    Window (r, c) covers rows r*step - offset .. r*step - offset + size - 1 (same for columns); a
-    position outside the map points at row height*width (the zero row). Returns (nh*nw*size*size,)
-    int32, ordered (r, c, y, x). A compile-time constant in Graph mode, cached per size in PyNative."""
-    return _window_index_table(height, width, nh, nw, step, size, offset)
-
-
-@constexpr
-def _window_inverse(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int) -> Tensor:
-    """The inverse of ``_window_index`` for ``RowGather``'s backward: (K, height*width + 1)."""
-    return _window_inverse_table(height, width, nh, nw, step, size, offset)
-
-
-@lru_cache(maxsize=256)
 def _unblock_index_array(height: int, width: int, nw: int, bq: int) -> np.ndarray:
+    """For each output pixel (y, x), row-major, its row in the (nh*nw*bq*bq) blocked query order."""
     ys = np.arange(height)[:, None]
     xs = np.arange(width)[None, :]
     flat = (((ys // bq) * nw + xs // bq) * bq + ys % bq) * bq + xs % bq
     return flat.reshape(-1).astype(np.int32)
 
 
+# ---- element tables: every index below points at one element (not one row) of a flat map, so that the
+# windows are cut straight from the channels-first (G, C*H*W) maps and the blocks go straight back to
+# them: no transpose (a MindSpore CPU transpose keeps ~4x its output for the whole step).
 @lru_cache(maxsize=256)
-def _unblock_index_table(height: int, width: int, nw: int, bq: int) -> Tensor:
-    return Tensor(_unblock_index_array(height, width, nw, bq))
+def _window_element_array(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int,
+                          channels: int, first: int, total: int) -> np.ndarray:
+    """Elements of a flat channels-first (total*height*width + 1) map (a last zero element) for the
+    windows of channels ``first .. first+channels-1``: (nh*nw*size*size*channels,), ordered (window,
+    position, channel), i.e. the rows of (N, size*size, channels) windows. Outside the map: the zero
+    element, total*height*width."""
+    pixels = _window_index_array(height, width, nh, nw, step, size, offset)[:, None]
+    area = height * width
+    elements = np.where(pixels == area, total * area, (first + np.arange(channels))[None, :] * area + pixels)
+    return elements.reshape(-1).astype(np.int32)
 
 
 @lru_cache(maxsize=256)
-def _unblock_inverse_table(height: int, width: int, nh: int, nw: int, bq: int) -> Tensor:
-    return inverse_table(_unblock_index_array(height, width, nw, bq), nh * nw * bq * bq)
+def _window_element_tables(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int,
+                           channels: int, first: int, total: int):
+    index = _window_element_array(height, width, nh, nw, step, size, offset, channels, first, total)
+    zero = total * height * width
+    return Tensor(index), inverse_table(index, zero + 1, zero)
 
 
 @constexpr
-def _unblock_index(height: int, width: int, nw: int, bq: int) -> Tensor:
-    """For each output pixel (y, x), row-major, its row in the (nh*nw*bq*bq) blocked query order."""
-    return _unblock_index_table(height, width, nw, bq)
+def _window_elements(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int,
+                     channels: int, first: int, total: int):
+    """(index, inverse) of ``_window_element_array`` for ``RowGather`` on a (G, total*height*width + 1, 1)
+    source. A compile-time constant in Graph mode, cached per size in PyNative."""
+    return _window_element_tables(height, width, nh, nw, step, size, offset, channels, first, total)
+
+
+@lru_cache(maxsize=256)
+def _unblock_element_array(height: int, width: int, nw: int, bq: int, channels: int) -> np.ndarray:
+    """For each element (c, y, x) of a channels-first (channels, height, width) map, its element in the
+    (nh*nw*bq*bq, channels) rows of the blocked queries: (channels*height*width,)."""
+    rows = _unblock_index_array(height, width, nw, bq)[None, :]
+    return (rows * channels + np.arange(channels)[:, None]).reshape(-1).astype(np.int32)
+
+
+@lru_cache(maxsize=256)
+def _unblock_element_tables(height: int, width: int, nh: int, nw: int, bq: int, channels: int):
+    index = _unblock_element_array(height, width, nw, bq, channels)
+    return Tensor(index), inverse_table(index, nh * nw * bq * bq * channels)
 
 
 @constexpr
-def _unblock_inverse(height: int, width: int, nh: int, nw: int, bq: int) -> Tensor:
-    """The inverse of ``_unblock_index`` (a query row outside the map gets no gradient): (1, nh*nw*bq*bq)."""
-    return _unblock_inverse_table(height, width, nh, nw, bq)
+def _unblock_elements(height: int, width: int, nh: int, nw: int, bq: int, channels: int):
+    """(index, inverse) of ``_unblock_element_array`` (a query outside the map gets no gradient)."""
+    return _unblock_element_tables(height, width, nh, nw, bq, channels)
 
 
 class HaloAttention(nn.Cell):
@@ -440,24 +441,25 @@ class HaloAttention(nn.Cell):
         hq, wq = q.shape[2], q.shape[3]
         kv = self.kv(x)  # (B, h*(dqk+dv), H, W), channels per head [k_i, v_i]; bias applied here only
 
-        # heads into the batch; k and v split per head before the windows are cut (a cheap slice)
-        q = q.reshape(B * h, dqk, hq * wq)
-        kv = kv.reshape(B * h, dqk + dv, H * W)
-        k, v = kv[:, :dqk], kv[:, dqk:]
-        # pixels as rows plus a zero row; blocks of queries and overlapping windows of keys/values
-        # are each one gather: (N, bq*bq, dqk), (N, win*win, dqk), (N, win*win, dv)
-        q_index, q_inverse = _window_index(hq, wq, nh, nw, bq, bq, 0), _window_inverse(hq, wq, nh, nw, bq, bq, 0)
-        kv_index, kv_inverse = _window_index(H, W, nh, nw, b, win, p), _window_inverse(H, W, nh, nw, b, win, p)
-        q = self.gather(_rows_with_zero(q), q_index, q_inverse).reshape(n, bq * bq, dqk)
-        k = self.gather(_rows_with_zero(k), kv_index, kv_inverse).reshape(n, win * win, dqk)
-        v = self.gather(_rows_with_zero(v), kv_index, kv_inverse).reshape(n, win * win, dv)
+        # heads into the batch, each map flat and channels-first with one zero element at the end; the
+        # query blocks and the overlapping key/value windows are each one element gather from them:
+        # (N, bq*bq, dqk), (N, win*win, dqk), (N, win*win, dv). k and v read the same kv map.
+        g = B * h
+        q = ops.concat((q.reshape(g, dqk * hq * wq, 1), ops.zeros((g, 1, 1), q.dtype)), 1)
+        kv = ops.concat((kv.reshape(g, (dqk + dv) * H * W, 1), ops.zeros((g, 1, 1), kv.dtype)), 1)
+        q_index, q_inverse = _window_elements(hq, wq, nh, nw, bq, bq, 0, dqk, 0, dqk)
+        k_index, k_inverse = _window_elements(H, W, nh, nw, b, win, p, dqk, 0, dqk + dv)
+        v_index, v_inverse = _window_elements(H, W, nh, nw, b, win, p, dv, dqk, dqk + dv)
+        q = self.gather(q, q_index, q_inverse).reshape(n, bq * bq, dqk)
+        k = self.gather(kv, k_index, k_inverse).reshape(n, win * win, dqk)
+        v = self.gather(kv, v_index, v_inverse).reshape(n, win * win, dv)
 
         # logits and softmax in float32, weights back in the compute dtype: (N, bq*bq, win*win)
         attn = self.attn_weights(q, k, self.pos_embed(q)).astype(v.dtype)
         out = ops.bmm(attn, v)  # (N, bq*bq, dv)
 
-        # blocks back to pixels (dropping queries outside the map): (B*h, Hq*Wq, dv) -> (B, h*dv, Hq, Wq)
-        out = self.gather(out.reshape(B * h, nh * nw * bq * bq, dv), _unblock_index(hq, wq, nw, bq),
-                          _unblock_inverse(hq, wq, nh, nw, bq))
-        out = out.transpose(0, 2, 1).reshape(B, h * dv, hq, wq)
+        # blocks back to a channels-first map (dropping queries outside the map): one element gather
+        out_index, out_inverse = _unblock_elements(hq, wq, nh, nw, bq, dv)
+        out = self.gather(out.reshape(g, nh * nw * bq * bq * dv, 1), out_index, out_inverse)
+        out = out.reshape(B, h * dv, hq, wq)
         return self.pool(out)
