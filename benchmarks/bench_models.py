@@ -622,7 +622,8 @@ def render(results, args):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", nargs="+", default=["halonet_50t", "halonet_26t", "resnet50", "halonet_h1"])
+    p.add_argument("--models", nargs="*", default=["halonet_50t", "halonet_26t", "resnet50", "halonet_h1"],
+                   help="models of the main table (none: no main table)")
     p.add_argument("--rounds", type=int, default=2,
                    help="interleaved rounds (ours, timm, ours, timm, ...) per model; medians over rounds")
     p.add_argument("--slope-models", nargs="*", default=["halonet_50t", "halonet_26t", "halonet_h1"],

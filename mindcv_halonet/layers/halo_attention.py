@@ -188,8 +188,11 @@ class RelPosEmbed(Float32Cell):
     (the index mixes query-grid and window coordinates exactly as timm does, also in strided-query
     mode). Rows 0 .. win-bq-1 of both tables are never read.
 
-    Input:  q (N, bq*bq, dqk), queries of a block in row-major order.
-    Output: (N, bq*bq, win*win) float32, window positions row-major, like the content logits.
+    Input:  q (N, bq*bq, dqk), queries of a block in row-major order; ``spread`` (a constant bool).
+    Output: with ``spread`` True (default), (N, bq*bq, win*win) float32, window positions row-major,
+    like the content logits. With ``spread`` False, the two terms unspread: (N, bq*bq, 2*win) float32,
+    [height term per ky | width term per kx]; the logit of (ky, kx) is the sum of entries ky and
+    win + kx (``HaloAttention`` adds them inside the content matmul, see ``AttentionWeights``).
     """
 
     def __init__(self, block_size: int, win_size: int, dim_head: int):
@@ -212,35 +215,54 @@ class RelPosEmbed(Float32Cell):
         self.height_inverse = inverse_table(height_index, block_size * block_size * rows)
         self.width_inverse = inverse_table(width_index, block_size * block_size * rows)
         self.gather = Float32RowGather()
-        # spread (2*win,) [height term per ky | width term per kx] onto the win*win window positions:
-        # rel[ky*win + kx] = rel_h[ky] + rel_w[kx]. A matmul, so that its backward is a matmul too
-        # (a broadcast add's backward is a reduction over a short axis, slow on CPU).
-        spread = np.zeros((2 * win_size, win_size, win_size), np.float32)
-        for i in range(win_size):
-            spread[i, i, :] = 1.0
-            spread[win_size + i, :, i] = 1.0
-        self.spread = Tensor(spread.reshape(2 * win_size, win_size * win_size))
+        self.spread = Tensor(_spread_matrix(win_size).T.copy())  # (2*win, win*win)
 
     def _axis_logits(self, q2d: Tensor, table: Tensor, index: Tensor, inverse: Tensor, n: int) -> Tensor:
         # (N*bq*bq, dqk) @ (dqk, 2*win-1) -> (N, bq*bq*(2*win-1), 1) -> pick -> (N*bq*bq, win)
         full = ops.matmul(q2d, table.astype(ms.float32).T).reshape(n, -1, 1)
         return self.gather(full, index, inverse).reshape(-1, self.win_size)
 
-    def construct(self, q: Tensor) -> Tensor:
+    def construct(self, q: Tensor, spread: bool = True) -> Tensor:
         n, bq2, d = q.shape
         q2d = q.astype(ms.float32).reshape(n * bq2, d)
         rel_h = self._axis_logits(q2d, self.height_rel, self.height_index, self.height_inverse, n)  # (N*bq*bq, ky)
         rel_w = self._axis_logits(q2d, self.width_rel, self.width_index, self.width_inverse, n)  # (N*bq*bq, kx)
-        rel = ops.matmul(ops.concat((rel_h, rel_w), 1), self.spread)  # (N*bq*bq, win*win)
+        rel = ops.concat((rel_h, rel_w), 1)  # (N*bq*bq, 2*win)
+        if spread:
+            # a matmul, so that its backward is a matmul too (a broadcast add's backward is a reduction
+            # over a short axis, slow on CPU)
+            rel = ops.matmul(rel, self.spread)  # (N*bq*bq, win*win)
         return rel.reshape(n, bq2, -1)
+
+
+@lru_cache(maxsize=64)
+def _spread_matrix(win_size: int) -> np.ndarray:
+    """(win*win, 2*win) float32 0/1: row ky*win + kx has ones in columns ky and win + kx, so that
+    [rel_h | rel_w] @ spread^T puts rel_h[ky] + rel_w[kx] on window position (ky, kx)."""
+    spread = np.zeros((win_size, win_size, 2 * win_size), np.float32)
+    for i in range(win_size):
+        spread[i, :, i] = 1.0
+        spread[:, i, win_size + i] = 1.0
+    return spread.reshape(win_size * win_size, 2 * win_size)
+
+
+@constexpr
+def _spread_tensor(win_size: int, transposed: bool) -> Tensor:
+    """``_spread_matrix`` (win*win, 2*win), or its transpose, as a compile-time constant."""
+    spread = _spread_matrix(win_size)
+    return Tensor(spread.T.copy() if transposed else spread)
 
 
 class AttentionWeights(Float32Cell):
     """Softmax attention weights of each query over its key window, in float32.
 
-    Inputs: q (N, bq*bq, dqk), k (N, win*win, dqk), any float dtype; rel (N, bq*bq, win*win), the
-    unscaled relative logits from ``RelPosEmbed``.
+    Inputs: q (N, bq*bq, dqk) and k (N, dqk, win*win) (keys channels first), any float dtype; rel
+    (N, bq*bq, 2*win), the unscaled relative logits from ``RelPosEmbed(spread=False)``.
     Output: (N, bq*bq, win*win) float32, rows summing to 1.
+
+    The relative logits are added inside the content matmul (:meth:`logits`): queries and keys are
+    extended by the 2*win relative terms and the 0/1 ``_spread_matrix``, so that one batched matmul
+    writes the full logits, and the scale is applied to the (small) queries, not to the logits.
     """
 
     def __init__(self, scale: float, scale_pos_embed: bool):
@@ -250,30 +272,38 @@ class AttentionWeights(Float32Cell):
         self.bmm_nt = ops.BatchMatMul(transpose_b=True)
         self.bmm_tn = ops.BatchMatMul(transpose_a=True)
 
-    def construct(self, q: Tensor, k: Tensor, rel: Tensor) -> Tensor:
-        q = q.astype(ms.float32)
-        k = k.astype(ms.float32)
+    def logits(self, q: Tensor, k: Tensor, rel: Tensor) -> Tensor:
+        """(q . k + rel) * scale (``scale_pos_embed``) or (q * scale) . k + rel, in the dtype of the inputs:
+        [q*s | rel*s'] @ [k ; spread^T], one batched matmul over dqk + 2*win."""
+        n, _, win2 = k.shape
+        two_win = rel.shape[-1]
+        spread = ops.broadcast_to(_spread_tensor(two_win // 2, True).astype(k.dtype), (n, two_win, win2))
         if self.scale_pos_embed:
-            logits = (self.bmm_nt(q, k) + rel) * self.scale
+            q_ext = ops.concat((q, rel), -1) * self.scale
         else:
-            logits = self.bmm_nt(q * self.scale, k) + rel  # scaling q is cheaper than scaling the logits
-        return ops.softmax(logits, -1)
+            q_ext = ops.concat((q * self.scale, rel), -1)
+        return ops.bmm(q_ext, ops.concat((k, spread), 1))
+
+    def construct(self, q: Tensor, k: Tensor, rel: Tensor) -> Tensor:
+        return ops.softmax(self.logits(q.astype(ms.float32), k.astype(ms.float32), rel.astype(ms.float32)), -1)
 
     def bprop(self, q: Tensor, k: Tensor, rel: Tensor, out: Tensor, dout: Tensor):
-        """The gradient autodiff would give, from the weights alone (``out``; not the logits or ``rel``,
-        which are then not kept for the backward pass), and with no broadcasting binary op: MindSpore's
-        CPU kernels keep, for the whole step, a broadcast op's index workspace of 4x its output size."""
+        """The gradient autodiff would give, from the weights alone (``out``; not the logits, which are
+        then not kept for the backward pass), and with no broadcasting binary op: MindSpore's CPU
+        kernels keep, for the whole step, a broadcast op's index workspace of 4x its output size.
+        The scale goes on the small gradients, not on the (N, bq*bq, win*win) one."""
         dout = dout.astype(ms.float32)
         row = (dout * out).sum(-1, keepdims=True)  # (N, bq*bq, 1)
         dlogits = out * (dout - ops.broadcast_to(row, out.shape))  # softmax backward
+        n, bq2, win2 = dlogits.shape
         qf, kf = q.astype(ms.float32), k.astype(ms.float32)
-        dq = ops.bmm(dlogits, kf)
-        dk = self.bmm_tn(dlogits, qf)
+        dq = self.bmm_nt(dlogits, kf) * self.scale  # (N, bq*bq, dqk)
+        dk = self.bmm_tn(qf, dlogits) * self.scale  # (N, dqk, win*win)
+        spread = _spread_tensor(rel.shape[-1] // 2, False)
+        drel = ops.matmul(dlogits.reshape(n * bq2, win2), spread).reshape(n, bq2, -1)
         if self.scale_pos_embed:
-            drel = dlogits * self.scale
-        else:
-            drel = dlogits
-        return (dq * self.scale).astype(q.dtype), (dk * self.scale).astype(k.dtype), drel.astype(rel.dtype)
+            drel = drel * self.scale
+        return dq.astype(q.dtype), dk.astype(k.dtype), drel.astype(rel.dtype)
 
 
 @lru_cache(maxsize=256)
@@ -330,24 +360,74 @@ def _window_elements(height: int, width: int, nh: int, nw: int, step: int, size:
     return _window_element_tables(height, width, nh, nw, step, size, offset, channels, first, total)
 
 
-@lru_cache(maxsize=256)
-def _unblock_element_array(height: int, width: int, nw: int, bq: int, channels: int) -> np.ndarray:
-    """For each element (c, y, x) of a channels-first (channels, height, width) map, its element in the
-    (nh*nw*bq*bq, channels) rows of the blocked queries: (channels*height*width,)."""
-    rows = _unblock_index_array(height, width, nw, bq)[None, :]
-    return (rows * channels + np.arange(channels)[:, None]).reshape(-1).astype(np.int32)
+def _padded_width(width: int, nw: int, step: int, size: int, offset: int, chunk: int) -> int:
+    """Width of the map with ``offset`` zero columns on the left and enough on the right for the last
+    window, rounded up to a multiple of ``chunk``."""
+    need = max(offset + width, (nw - 1) * step + size)
+    return -(-need // chunk) * chunk
 
 
 @lru_cache(maxsize=256)
-def _unblock_element_tables(height: int, width: int, nh: int, nw: int, bq: int, channels: int):
-    index = _unblock_element_array(height, width, nw, bq, channels)
-    return Tensor(index), inverse_table(index, nh * nw * bq * bq * channels)
+def _window_chunk_array(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int,
+                        channels: int, first: int, total: int, chunk: int) -> np.ndarray:
+    """Chunks of ``chunk`` pixels of a channels-first (total, height, padded width) map, flat as
+    (total*height*padded_width/chunk + 1, chunk) with a last zero chunk, for the windows of channels
+    ``first .. first+channels-1``: (nh*nw*channels*size*size/chunk,), ordered (window, channel, y, x-chunk),
+    i.e. (N, channels, size*size) windows, channels first. The map is padded with ``offset`` zero
+    columns on the left, so window c starts at column c*step; ``chunk`` divides step and size. A window
+    row outside the map reads the zero chunk."""
+    wp = _padded_width(width, nw, step, size, offset, chunk)
+    per_row = wp // chunk
+    ys = np.arange(nh)[:, None, None, None, None] * step - offset + np.arange(size)[None, None, None, :, None]
+    xs = np.arange(nw)[None, :, None, None, None] * (step // chunk) + np.arange(size // chunk)[None, None, None, None, :]
+    ch = (first + np.arange(channels))[None, None, :, None, None]
+    inside = (ys >= 0) & (ys < height)
+    index = np.where(inside, (ch * height + ys) * per_row + xs, total * height * per_row)
+    return np.broadcast_to(index, (nh, nw, channels, size, size // chunk)).reshape(-1).astype(np.int32)
+
+
+@lru_cache(maxsize=256)
+def _window_chunk_tables(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int,
+                         channels: int, first: int, total: int, chunk: int):
+    index = _window_chunk_array(height, width, nh, nw, step, size, offset, channels, first, total, chunk)
+    zero = total * height * _padded_width(width, nw, step, size, offset, chunk) // chunk
+    return Tensor(index), inverse_table(index, zero + 1, zero)
 
 
 @constexpr
-def _unblock_elements(height: int, width: int, nh: int, nw: int, bq: int, channels: int):
-    """(index, inverse) of ``_unblock_element_array`` (a query outside the map gets no gradient)."""
-    return _unblock_element_tables(height, width, nh, nw, bq, channels)
+def _window_chunks(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int,
+                   channels: int, first: int, total: int, chunk: int):
+    """(index, inverse) of ``_window_chunk_array`` for ``RowGather``."""
+    return _window_chunk_tables(height, width, nh, nw, step, size, offset, channels, first, total, chunk)
+
+
+@constexpr
+def _kv_layout(height: int, width: int, nw: int, step: int, size: int, offset: int):
+    """(chunk, left, right): the chunk width of the kv window gather and the zero columns to add."""
+    chunk = math.gcd(step, size)
+    return chunk, offset, _padded_width(width, nw, step, size, offset, chunk) - offset - width
+
+
+@lru_cache(maxsize=256)
+def _unblock_chunk_array(nh: int, nw: int, bq: int, channels: int) -> np.ndarray:
+    """For each row-chunk (c, Y, X // bq) of a channels-first (channels, nh*bq, nw*bq) map, its chunk in the
+    (nh*nw, channels, bq, bq) channels-first blocks, flat as chunks of bq: (channels*nh*bq*nw,)."""
+    c = np.arange(channels)[:, None, None]
+    y = np.arange(nh * bq)[None, :, None]
+    xb = np.arange(nw)[None, None, :]
+    return ((((y // bq) * nw + xb) * channels + c) * bq + y % bq).reshape(-1).astype(np.int32)
+
+
+@lru_cache(maxsize=256)
+def _unblock_chunk_tables(nh: int, nw: int, bq: int, channels: int):
+    index = _unblock_chunk_array(nh, nw, bq, channels)
+    return Tensor(index), inverse_table(index, index.size)
+
+
+@constexpr
+def _unblock_chunks(nh: int, nw: int, bq: int, channels: int):
+    """(index, inverse) of ``_unblock_chunk_array`` (a permutation)."""
+    return _unblock_chunk_tables(nh, nw, bq, channels)
 
 
 class HaloAttention(nn.Cell):
@@ -421,6 +501,7 @@ class HaloAttention(nn.Cell):
         self.pos_embed = RelPosEmbed(self.block_size_ds, self.win_size, self.dim_head_qk)
         self.attn_weights = AttentionWeights(self.scale, self.scale_pos_embed)
         self.gather = RowGather()  # ops.gather along rows, with a gather (not a scatter) as its backward
+        self.bmm_nt = ops.BatchMatMul(transpose_b=True)
         self.pool = nn.AvgPool2d(kernel_size=2, stride=2) if self.use_avg_pool else nn.Identity()
         self.description = f"HaloAttention({self.extend_repr()})"  # names the layer in input errors
 
@@ -441,25 +522,35 @@ class HaloAttention(nn.Cell):
         hq, wq = q.shape[2], q.shape[3]
         kv = self.kv(x)  # (B, h*(dqk+dv), H, W), channels per head [k_i, v_i]; bias applied here only
 
-        # heads into the batch, each map flat and channels-first with one zero element at the end; the
-        # query blocks and the overlapping key/value windows are each one element gather from them:
-        # (N, bq*bq, dqk), (N, win*win, dqk), (N, win*win, dv). k and v read the same kv map.
+        # heads into the batch. Queries: blocks as rows (N, bq*bq, dqk), one element gather from the flat
+        # channels-first q map with a last zero element (read by positions outside the map).
         g = B * h
         q = ops.concat((q.reshape(g, dqk * hq * wq, 1), ops.zeros((g, 1, 1), q.dtype)), 1)
-        kv = ops.concat((kv.reshape(g, (dqk + dv) * H * W, 1), ops.zeros((g, 1, 1), kv.dtype)), 1)
         q_index, q_inverse = _window_elements(hq, wq, nh, nw, bq, bq, 0, dqk, 0, dqk)
-        k_index, k_inverse = _window_elements(H, W, nh, nw, b, win, p, dqk, 0, dqk + dv)
-        v_index, v_inverse = _window_elements(H, W, nh, nw, b, win, p, dv, dqk, dqk + dv)
         q = self.gather(q, q_index, q_inverse).reshape(n, bq * bq, dqk)
-        k = self.gather(kv, k_index, k_inverse).reshape(n, win * win, dqk)
-        v = self.gather(kv, v_index, v_inverse).reshape(n, win * win, dv)
+        # keys and values: overlapping windows channels first, (N, dqk, win*win) and (N, dv, win*win), each
+        # one gather of `chunk`-pixel runs (chunk = gcd(b, win)) from the kv map with zero columns added
+        # left and right (window c then starts at column c*b) and a last zero chunk (rows outside the map)
+        chunk, left, right = _kv_layout(H, W, nw, b, win, p)
+        kv = kv.reshape(g, dqk + dv, H, W)
+        if left + right > 0:
+            kv = ops.concat((ops.zeros((g, dqk + dv, H, left), kv.dtype), kv,
+                             ops.zeros((g, dqk + dv, H, right), kv.dtype)), 3)
+        rows = (dqk + dv) * H * (W + left + right) // chunk
+        kv = ops.concat((kv.reshape(g, rows, chunk), ops.zeros((g, 1, chunk), kv.dtype)), 1)
+        k_index, k_inverse = _window_chunks(H, W, nh, nw, b, win, p, dqk, 0, dqk + dv, chunk)
+        v_index, v_inverse = _window_chunks(H, W, nh, nw, b, win, p, dv, dqk, dqk + dv, chunk)
+        k = self.gather(kv, k_index, k_inverse).reshape(n, dqk, win * win)
+        v = self.gather(kv, v_index, v_inverse).reshape(n, dv, win * win)
 
         # logits and softmax in float32, weights back in the compute dtype: (N, bq*bq, win*win)
-        attn = self.attn_weights(q, k, self.pos_embed(q)).astype(v.dtype)
-        out = ops.bmm(attn, v)  # (N, bq*bq, dv)
+        attn = self.attn_weights(q, k, self.pos_embed(q, False)).astype(v.dtype)
+        out = self.bmm_nt(v, attn)  # (N, dv, bq*bq), channels first
 
-        # blocks back to a channels-first map (dropping queries outside the map): one element gather
-        out_index, out_inverse = _unblock_elements(hq, wq, nh, nw, bq, dv)
-        out = self.gather(out.reshape(g, nh * nw * bq * bq * dv, 1), out_index, out_inverse)
-        out = out.reshape(B, h * dv, hq, wq)
+        # blocks back to a channels-first map, rows of bq pixels at a time; queries outside the map dropped
+        out_index, out_inverse = _unblock_chunks(nh, nw, bq, dv)
+        out = self.gather(out.reshape(g, nh * nw * dv * bq, bq), out_index, out_inverse)
+        out = out.reshape(B, h * dv, nh * bq, nw * bq)
+        if nh * bq != hq or nw * bq != wq:
+            out = out[:, :, :hq, :wq]
         return self.pool(out)

@@ -119,9 +119,7 @@ class _PlainAttentionWeights(_NoHooksAttentionWeights):
     """... and without the explicit casts: the naive computation."""
 
     def construct(self, q, k, rel):
-        if self.scale_pos_embed:
-            return ops.softmax((self.bmm_nt(q, k) + rel) * self.scale, -1)
-        return ops.softmax(self.bmm_nt(q * self.scale, k) + rel, -1)
+        return ops.softmax(self.logits(q, k, rel), -1)
 
 
 @pytest.fixture(params=list(MODES), ids=list(MODES))
