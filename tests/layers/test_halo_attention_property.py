@@ -25,7 +25,8 @@ import pytest
 import mindspore as ms
 from mindspore import Tensor
 
-from mindcv_halonet.layers import HaloAttention, halo_dims
+from mindcv_halonet.layers import HaloAttention
+from tests.layers.halo_sizes import reference_sizes
 from tests.layers.numpy_halo_reference import halo_attention_reference
 
 torch = pytest.importorskip("torch", reason="the reference gradient is float64 torch autograd (reference stack)")
@@ -61,8 +62,7 @@ def configurations(draw):
     # halo 0 with larger blocks are drawn.
     if cfg["block_size"] == 1 and cfg["halo_size"] == 0:
         cfg["halo_size"] = 1
-    derived = halo_dims(**{k: cfg[k] for k in ("dim", "dim_out", "stride", "num_heads", "dim_head",
-                                                "block_size", "halo_size", "qk_ratio", "avg_down")})
+    derived = reference_sizes(cfg)  # not the package's halo_dims: the sizes are under test too
     smallest = 2 if derived["use_avg_pool"] else 1  # a 2x2 average pool needs 2 pixels per axis
     height = draw(SIZES.filter(lambda n: n >= smallest))
     width = draw(SIZES.filter(lambda n: n >= smallest))

@@ -22,13 +22,13 @@ from mindspore import Tensor, nn, ops
 from mindspore._c_expression import Cell_, MixedPrecisionType
 
 from mindcv_halonet.layers import halo_attention as ha
-from mindcv_halonet.layers import halo_dims
+from tests.layers.halo_sizes import reference_sizes
 from tests.layers.numpy_halo_reference import halo_attention_reference
 from tests.layers.test_halo_attention import _full_cfg, build_layer
 
 MODES = {"pynative": ms.PYNATIVE_MODE, "graph": ms.GRAPH_MODE}
 CFG = _full_cfg(dict(dim=32, num_heads=2, block_size=4, halo_size=1))
-DERIVED = halo_dims(32, None, 1, 2, None, 4, 1, 1.0, False)
+DERIVED = reference_sizes(CFG)
 OLD_SETTER = "_set_mixed_precision_type_recursive"
 
 
