@@ -2,7 +2,8 @@
 
 A test that needs it fails when it is missing, unless the run opted out explicitly with
 ``MINDCV_HALONET_WITH_REFERENCE=0`` (a local run of ``scripts/test.sh``; ``.ci/run`` never does): then
-it skips, naming the variable. A broken install cannot turn the parity tests into skips.
+it skips, naming the variable (where the stack happens to be importable anyway, the tests still run).
+A broken install cannot turn the parity tests into skips.
 """
 import os
 
@@ -22,8 +23,11 @@ def skip_if_opted_out(what: str) -> None:
 
 
 def import_torch(what: str):
-    """``torch``, imported in this process; an ImportError propagates (a failure, not a skip)."""
-    skip_if_opted_out(what)
-    import torch
-
+    """``torch``, imported in this process. Without it: a skip if the run opted out, else the ImportError
+    propagates (a failure, not a skip)."""
+    try:
+        import torch
+    except ImportError:
+        skip_if_opted_out(what)
+        raise
     return torch

@@ -89,3 +89,32 @@ def test_version_matrix_exits_non_zero_without_the_reference(fake_env, tmp_path,
     assert proc.returncode != 0
     assert "test_versions.sh: FAILED" in proc.stderr, proc.stderr[-3000:]
     assert "[matrix] creating" not in proc.stdout  # failed before any environment was set up
+
+
+@pytest.mark.parametrize("opt_out", [None, "0"], ids=["required", "opted-out"])
+def test_parity_tests_fail_without_torch_unless_opted_out(tmp_path, opt_out):
+    """In-process torch (the property test) and timm in another interpreter (the numerical comparison):
+    with torch unimportable both are errors, not skips; with the explicit opt-out both skip."""
+    block = tmp_path / "block" / "torch"
+    block.mkdir(parents=True)
+    (block / "__init__.py").write_text('raise ImportError("torch is unimportable in this test environment")\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MINDCV_HALONET_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(block.parent), str(REPO_ROOT)])
+    env.setdefault("GLOG_v", "3")
+    if opt_out is not None:
+        env["MINDCV_HALONET_WITH_REFERENCE"] = opt_out
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEs", "--continue-on-collection-errors",
+         "tests/layers/test_halo_attention_property.py",
+         "tests/convert/test_timm_numerical.py::test_converted_timm_weights_match_timm[halonet26t]"],
+        cwd=str(REPO_ROOT), env=env, capture_output=True, text=True, timeout=600)
+    summary = proc.stdout.strip().splitlines()[-1]
+    if opt_out is None:
+        assert proc.returncode != 0, proc.stdout[-3000:]
+        assert "2 errors" in summary and "skipped" not in summary, proc.stdout[-3000:]
+        assert "ERROR tests/layers/test_halo_attention_property.py" in proc.stdout
+        assert "ERROR tests/convert/test_timm_numerical.py::test_converted_timm_weights_match_timm[halonet26t]" \
+            in proc.stdout and "the reference stack is required" in proc.stdout
+    else:
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        assert "2 skipped" in summary and "MINDCV_HALONET_WITH_REFERENCE=0" in proc.stdout, proc.stdout[-3000:]

@@ -15,8 +15,8 @@ BN_LEAVES = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _pynative():
-    ms.set_context(mode=ms.PYNATIVE_MODE, device_target="CPU")
+def _pynative(pynative_module):
+    """PyNative for this module (tests/conftest.py restores the previous mode afterwards)."""
 
 
 @pytest.fixture(scope="module")

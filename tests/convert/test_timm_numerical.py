@@ -69,8 +69,8 @@ def reference_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _pynative():
-    ms.set_context(mode=ms.PYNATIVE_MODE, device_target="CPU")
+def _pynative(pynative_module):
+    """PyNative for this module (tests/conftest.py restores the previous mode afterwards)."""
 
 
 def make_reference(python, out_dir, timm_name):
