@@ -9,7 +9,9 @@
 #   MINDCV_HALONET_TIMM_PYTHON   interpreter that runs timm for tests/convert/test_timm_numerical.py
 #                                (default: the base environment's python, where test.sh installs the
 #                                reference stack; timm runs in that separate interpreter, so the
-#                                matrix environments do not need torch)
+#                                matrix environments do not need torch). Required: without one that
+#                                imports torch and timm the matrix fails before any setup, unless
+#                                MINDCV_HALONET_WITH_REFERENCE=0 opts out (the last line then says so).
 #
 # What is deselected, explicitly (printed before each run). Both need torch *in-process*, and the
 # matrix environments do not get the 5.5 GB reference stack; both run in the 2.8.0 suite:
@@ -29,6 +31,23 @@ DESELECT_WHY="needs torch in-process; the matrix environments have no torch (run
 if [ -z "${MINDCV_HALONET_TIMM_PYTHON:-}" ] && [ -x "$BASE/bin/python" ] \
         && "$BASE/bin/python" -c "import torch, timm" >/dev/null 2>&1; then
     export MINDCV_HALONET_TIMM_PYTHON="$BASE/bin/python"
+fi
+if [ "${MINDCV_HALONET_WITH_REFERENCE:-1}" = 0 ]; then
+    reference_note="[matrix] REFERENCE SKIPPED (MINDCV_HALONET_WITH_REFERENCE=0): the timm parity tests did not run"
+else
+    if [ -z "${MINDCV_HALONET_TIMM_PYTHON:-}" ]; then
+        echo "test_versions.sh: FAILED: no interpreter imports torch and timm ($BASE/bin/python cannot and" \
+             "MINDCV_HALONET_TIMM_PYTHON is not set); install requirements/reference.txt there or set" \
+             "MINDCV_HALONET_WITH_REFERENCE=0 to skip the timm parity tests explicitly" >&2
+        exit 1
+    fi
+    if ! "$MINDCV_HALONET_TIMM_PYTHON" -c "import torch, timm" >/dev/null 2>&1; then
+        echo "test_versions.sh: FAILED: MINDCV_HALONET_TIMM_PYTHON=$MINDCV_HALONET_TIMM_PYTHON cannot" \
+             "'import torch, timm'" >&2
+        exit 1
+    fi
+    export MINDCV_HALONET_WITH_REFERENCE=1
+    reference_note=""
 fi
 export GLOG_v="${GLOG_v:-3}"
 
@@ -91,6 +110,8 @@ done
 
 if [ "${#failed[@]}" -ne 0 ]; then
     echo "[matrix] FAILED: mindspore ${failed[*]}" >&2
+    [ -z "$reference_note" ] || echo "$reference_note"
     exit 1
 fi
 echo "[matrix] passed on mindspore $VERSIONS"
+[ -z "$reference_note" ] || echo "$reference_note"

@@ -121,7 +121,11 @@ def test_mindcv_loads_a_partial_checkpoint_without_error(tmp_path, good_params):
     raises nothing, and a checkpoint lacking parameters (here all of stage 3, plus one foreign entry)
     loads without an error, leaving those parameters at their initial values. The check flags both."""
     net = create_model(MODEL, num_classes=10, checkpoint_path=str(tmp_path / "does-not-exist.ckpt"))
-    assert net is not None  # no error: random weights
+    # no error, and nothing loaded: the same parameters as a plain create_model, freshly random-initialised
+    fresh = _params(net)
+    assert {n: v.shape for n, v in fresh.items()} == {n: v.shape for n, v in good_params.items()}
+    randomised = [n for n in good_params if np.ptp(good_params[n]) > 0]
+    assert randomised and not any(np.array_equal(fresh[n], good_params[n]) for n in randomised)
 
     partial = {n: v for n, v in good_params.items() if not n.startswith("stages.3.")}
     partial["stem.conv9.weight"] = np.zeros((3,), np.float32)

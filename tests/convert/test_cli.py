@@ -8,14 +8,15 @@ import mindspore as ms
 
 from mindcv_halonet.convert import cli, readers
 from tests.convert.helpers import synthetic_timm_state
+from tests.reference_stack import import_torch
 
 TIMM_NAME, OURS = "halonet26t", "halonet_26t"
 BN_LEAVES = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _pynative():
-    ms.set_context(mode=ms.PYNATIVE_MODE, device_target="CPU")
+def _pynative(pynative_module):
+    """PyNative for this module (tests/conftest.py restores the previous mode afterwards)."""
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +54,14 @@ def run_cli(capsys, *argv):
 
 def load(path):
     return {name: p.asnumpy() for name, p in ms.load_checkpoint(str(path)).items()}
+
+
+def assert_written_equals_contract(path, timm_state):
+    """The checkpoint holds exactly the contract's names, each with timm's value bit for bit."""
+    written, expected = load(path), expected_params(timm_state)
+    assert sorted(written) == sorted(expected)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(written[name], value, err_msg=name)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -149,11 +158,11 @@ def test_npz_input_and_our_variant_name(capsys, timm_state, tmp_path):
     code, stdout, err = run_cli(capsys, "--from", "timm", "--model", OURS, src, "-o", out, "-q")
     assert code == 0, err
     assert err == ""  # --quiet
-    assert len(load(out)) == len(expected_params(timm_state))
+    assert_written_equals_contract(out, timm_state)
 
 
 def test_pth_input_with_torch(capsys, timm_state, tmp_path):
-    torch = pytest.importorskip("torch")
+    torch = import_torch("writes a .pth file with torch")  # the reference stack: a missing torch fails
     src = tmp_path / "w.pth"
     # as saved by a DataParallel training script: wrapped and "module."-prefixed
     torch.save({"state_dict": {"module." + k: torch.from_numpy(np.array(v)) for k, v in timm_state.items()},
@@ -161,9 +170,7 @@ def test_pth_input_with_torch(capsys, timm_state, tmp_path):
     out = tmp_path / "h26t.ckpt"
     code, _, err = run_cli(capsys, "--from", "timm", "--model", TIMM_NAME, src, "-o", out, "-q")
     assert code == 0, err
-    written = load(out)
-    for name, value in expected_params(timm_state).items():
-        np.testing.assert_array_equal(written[name], value, err_msg=name)
+    assert_written_equals_contract(out, timm_state)
 
 
 def test_pth_input_without_torch_is_a_clear_error(capsys, monkeypatch, tmp_path):

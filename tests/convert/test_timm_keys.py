@@ -19,8 +19,8 @@ FIXTURES = sorted((pathlib.Path(__file__).parents[1] / "fixtures" / "halo_attn")
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _pynative():
-    ms.set_context(mode=ms.PYNATIVE_MODE, device_target="CPU")
+def _pynative(pynative_module):
+    """PyNative for this module (tests/conftest.py restores the previous mode afterwards)."""
 
 
 def test_key_tables_cover_every_mapped_variant():

@@ -16,7 +16,8 @@ ENV_KEYS = ("HF_ENDPOINT", "HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "
 
 
 def timm_weights(tmp_dir, timm_name=TIMM_NAME, size=TIMM_SIZE, seed=0):
-    """(state, input, logits) of timm's model with seeded weights, or None without torch+timm."""
+    """(state, input, logits) of timm's model with seeded weights, or None when the reference stack was
+    opted out (MINDCV_HALONET_WITH_REFERENCE=0); a missing one otherwise fails in ``timm_python``."""
     python, _ = timm_python()
     if python is None:
         return None
@@ -33,7 +34,8 @@ def timm_weights(tmp_dir, timm_name=TIMM_NAME, size=TIMM_SIZE, seed=0):
 @pytest.fixture(scope="session")
 def weights(tmp_path_factory):
     """The file the Hub serves: timm's halonet26t (seeded, non-trivial BatchNorm statistics) when torch+timm
-    are importable, else seeded random arrays with timm's key names and shapes (tests/data/timm_keys)."""
+    are importable, else (reference opted out) seeded random arrays with timm's key names and shapes
+    (tests/data/timm_keys)."""
     from safetensors.numpy import save
 
     made = timm_weights(tmp_path_factory.mktemp("timm"))
