@@ -11,8 +11,7 @@ also holds the confusion matrix of the split (rows: true class, columns: predict
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
+# `python scripts/factory_validate.py` puts this directory first on sys.path
 from factory_train import cli_args, write_json_atomic  # noqa: E402
 
 

@@ -6,7 +6,8 @@ import pytest
 
 import mindspore as ms
 
-from mindcv_halonet.convert import cli, readers
+from mindcv_halonet.commands import convert as cli
+from mindcv_halonet.weights import readers
 from tests.convert.helpers import synthetic_timm_state
 
 TIMM_NAME, OURS = "halonet26t", "halonet_26t"

@@ -25,8 +25,8 @@ import pytest
 import mindspore as ms
 from mindspore import nn, ops
 
-from mindcv_halonet.convert.cli import main as convert_main
-from mindcv_halonet.convert.pipeline import build_network
+from mindcv_halonet.commands.common import build_network
+from mindcv_halonet.commands.convert import main as convert_main
 from tests.convert.helpers import load_into, max_errors
 
 halonet_module = pytest.importorskip("mindcv.models.halonet")

@@ -11,8 +11,9 @@ import pytest
 
 import mindspore as ms
 
-from mindcv_halonet.convert import TIMM_TO_OURS, ConversionError, convert_state, from_timm, network_spec
-from mindcv_halonet.convert.pipeline import build_network
+from mindcv_halonet.commands.common import build_network
+from mindcv_halonet.commands.convert import convert_state
+from mindcv_halonet.weights import TIMM_TO_OURS, ConversionError, from_timm, network_spec
 from tests.convert.helpers import TIMM_KEYS_DIR, synthetic_timm_state, timm_key_table
 
 FIXTURES = sorted((pathlib.Path(__file__).parents[1] / "fixtures" / "halo_attn").glob("*.npz"))

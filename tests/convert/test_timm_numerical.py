@@ -23,8 +23,9 @@ import pytest
 
 import mindspore as ms
 
-from mindcv_halonet.convert import TIMM_TO_OURS, convert_state
-from mindcv_halonet.convert.pipeline import build_network
+from mindcv_halonet.commands.common import build_network
+from mindcv_halonet.commands.convert import convert_state
+from mindcv_halonet.weights import TIMM_TO_OURS
 from tests.convert.helpers import TIMM_REFERENCE_SCRIPT, forward_stages, load_into, max_errors
 
 TIMM_PYTHON_ENV = "MINDCV_HALONET_TIMM_PYTHON"
