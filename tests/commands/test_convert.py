@@ -8,7 +8,7 @@ import mindspore as ms
 
 from mindcv_halonet.commands import convert as cli
 from mindcv_halonet.weights import readers
-from tests.convert.helpers import synthetic_timm_state
+from tests.weights.helpers import synthetic_timm_state
 
 TIMM_NAME, OURS = "halonet26t", "halonet_26t"
 BN_LEAVES = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}

@@ -5,8 +5,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from tests.convert.helpers import TIMM_REFERENCE_SCRIPT, synthetic_timm_state
-from tests.convert.test_timm_numerical import timm_python
+from tests.weights.helpers import TIMM_REFERENCE_SCRIPT, synthetic_timm_state
+from tests.weights.test_timm_numerical import timm_python
 from tests.hub.hub_server import HubServer
 
 VARIANT, TIMM_NAME, REPO = "halonet_26t", "halonet26t", "timm/halonet26t.a1h_in1k"

@@ -18,7 +18,7 @@ from mindcv_halonet.commands.convert import convert_state
 from mindcv_halonet.commands.convert import main as convert_cli
 from mindcv_halonet.models import halonet
 from mindcv_halonet.weights.errors import PretrainedWeightsError
-from tests.convert.helpers import max_errors, synthetic_timm_state
+from tests.weights.helpers import max_errors, synthetic_timm_state
 from tests.hub.conftest import REPO, TIMM_NAME, VARIANT
 
 SIZE = 64

@@ -27,7 +27,7 @@ from mindspore import nn, ops
 
 from mindcv_halonet.commands.common import build_network
 from mindcv_halonet.commands.convert import main as convert_main
-from tests.convert.helpers import load_into, max_errors
+from tests.weights.helpers import load_into, max_errors
 
 halonet_module = pytest.importorskip("mindcv.models.halonet")
 
