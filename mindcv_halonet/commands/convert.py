@@ -27,7 +27,7 @@ from mindcv_halonet.weights.files import check_output_path, save_checkpoint_atom
 from mindcv_halonet.weights.mindcv_builtin import FUNCTION_DIFFERENCES
 from mindcv_halonet.weights.pipeline import SOURCES, resolve_variant, supported_pairings
 from mindcv_halonet.weights.progress import Progress
-from mindcv_halonet.weights.readers import EXTENSIONS, check_input_path, read_state, split_training_state
+from mindcv_halonet.weights.readers import EXTENSIONS, check_input_path, read_checkpoint, read_state
 
 from . import check
 from .common import build_network, error_exit
@@ -135,10 +135,11 @@ def _report(result, args, n_source: int, training_state: List[str], size: int) -
 def run(args) -> int:
     _validate(args)
     show = not args.quiet
-    state = read_state(args.input, args.source, progress=Progress("reading", enabled=show))
-    training_state = []
-    if args.source == "mindcv":
-        state, training_state = split_training_state(state)
+    progress = Progress("reading", enabled=show)
+    if args.source == "mindcv":  # a MindSpore checkpoint: optimizer / loop / EMA entries split off
+        state, training_state = read_checkpoint(args.input, progress=progress)
+    else:
+        state, training_state = read_state(args.input, args.source, progress=progress), []
     result = convert_state(state, args.source, args.model, num_classes=args.num_classes,
                            allow_approximate=args.allow_approximate)
     if show:
