@@ -26,18 +26,19 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
+# the scripts import each other: `python scripts/factory_train.py` puts this directory first on sys.path
+from atomic import atomic_write  # noqa: E402
 from mindcv_args import load_args, parse_override  # noqa: E402
 
 logger = logging.getLogger("mindcv.train")
 
 
 def write_json_atomic(path, data) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True, default=str)
-    os.replace(tmp, path)
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True, default=str)
+
+    atomic_write(path, write)
 
 
 def make_step_recorder():

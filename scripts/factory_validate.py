@@ -8,12 +8,10 @@ also holds the confusion matrix of the split (rows: true class, columns: predict
     python scripts/factory_validate.py -c RECIPE --set ckpt_path=PATH --set device_target=CPU ... \
         [--result-json out.json]
 """
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from factory_train import cli_args, write_json_atomic  # noqa: E402
+# `python scripts/factory_validate.py` puts this directory first on sys.path
+from factory_train import cli_args, write_json_atomic
 
 
 def divisor_batch_size(num_samples: int, batch_size: int) -> int:

@@ -48,7 +48,7 @@ if [ "$rc" -eq 5 ]; then
 fi
 
 # ---- MindSpore version matrix (the full run only, i.e. .ci/run) ---------------------------------
-# tests/layers, tests/plugin, tests/convert under mindspore 2.7.0 and 2.10.0, each in its own venv
+# tests/layers, tests/plugin, tests/weights (+ the convert/check commands; tests/hub on 2.7.0) under mindspore 2.7.0 and 2.10.0, each in its own venv
 # (<venv>-ms<version>); MINDCV_HALONET_VERSION_MATRIX=0 skips it. See scripts/test_versions.sh.
 matrix_rc=0
 if [ "$full_run" -eq 1 ] && [ "${MINDCV_HALONET_VERSION_MATRIX:-1}" != 0 ]; then

@@ -149,7 +149,7 @@ class SqueezeExcite(nn.Cell):
         return x * self.gate(x_se)
 
 
-class _ChannelConv1d(nn.Cell):
+class ChannelConv1d(nn.Cell):
     """A 1-in/1-out, bias-free 1-D convolution over the channel axis with timm's weight shape (1, 1, k)."""
 
     def __init__(self, kernel_size: int):
@@ -174,7 +174,7 @@ class EcaModule(nn.Cell):
         super().__init__()
         t = int(abs(math.log(channels, 2) + beta) / gamma)
         kernel_size = max(t if t % 2 else t + 1, 3)
-        self.conv = _ChannelConv1d(kernel_size)
+        self.conv = ChannelConv1d(kernel_size)
         self.gate = nn.Sigmoid()
 
     def construct(self, x: Tensor) -> Tensor:
@@ -183,7 +183,7 @@ class EcaModule(nn.Cell):
         return x * y.reshape(b, c, 1, 1)
 
 
-#: channel-attention name (model row field ``attn_layer``) -> cell class
+#: channel-attention name (``ModelSpec.channel_attn``) -> cell class (passed to blocks as ``attn_layer``)
 CHANNEL_ATTENTION = {"se": SqueezeExcite, "eca": EcaModule}
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from mindspore import Tensor, nn
 
+from mindcv_halonet.arguments import check_count, check_fraction
 from mindcv_halonet.layers import make_divisible
 from mindcv_halonet.layers.checks import check_image_input
 
@@ -110,29 +111,12 @@ def feature_info_of(spec: ModelSpec) -> List[dict]:
     return info
 
 
-def _check_number(name: str, value, low: float, high: float, accepted: str) -> None:
-    is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if not is_number or not low <= value < high:
-        raise ValueError(f"{name}={value!r} is invalid; expected {accepted}")
-
-
 def validate_model_args(num_classes, in_channels, drop_rate, drop_path_rate) -> None:
     """Raise ``ValueError`` (naming the argument, its value and what is accepted) before anything is built."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 0:
-        raise ValueError(f"num_classes={num_classes!r} is invalid; expected an integer >= 0 (0 = no classifier)")
-    if isinstance(in_channels, bool) or not isinstance(in_channels, (int, np.integer)) or in_channels < 1:
-        raise ValueError(f"in_channels={in_channels!r} is invalid; expected an integer >= 1")
-    _check_number("drop_rate", drop_rate, 0.0, 1.0, "a number in [0, 1)")
-    _check_number("drop_path_rate", drop_path_rate, 0.0, 1.0, "a number in [0, 1)")
-
-
-def _variant_name(spec: ModelSpec) -> str:
-    """The registered name of ``spec`` (e.g. ``halonet_50t``), for error messages; ``HaloNet`` if unregistered."""
-    import sys
-
-    registry = sys.modules.get("mindcv_halonet.models.halonet")
-    specs = getattr(registry, "model_specs", {}) if registry is not None else {}
-    return next((name for name, s in specs.items() if s is spec), "HaloNet")
+    check_count("num_classes", num_classes, 0, "(0 = no classifier)")
+    check_count("in_channels", in_channels, 1)
+    check_fraction("drop_rate", drop_rate)
+    check_fraction("drop_path_rate", drop_path_rate)
 
 
 def _drop_path_rates(rate: float, depths: Sequence[int]) -> List[List[float]]:
@@ -153,6 +137,7 @@ class HaloNet(nn.Cell):
         in_channels: input image channels. drop_rate: dropout before the classifier.
         drop_path_rate: stochastic-depth rate of the last block (linear from 0 over all blocks).
         zero_init_last: zero the last BatchNorm gamma of every residual branch.
+        variant: the registered name, for error messages (``HaloNet`` when built from a bare spec).
 
     ``feature_info`` / ``flatten_sequential`` follow MindCV's feature-extraction contract: ``construct`` is
     exactly stem (flattened) -> stages.0 .. stages.3 -> final_conv -> head.
@@ -166,6 +151,7 @@ class HaloNet(nn.Cell):
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         zero_init_last: bool = True,
+        variant: str = "HaloNet",
     ):
         super().__init__()
         validate_model_args(num_classes, in_channels, drop_rate, drop_path_rate)
@@ -179,7 +165,7 @@ class HaloNet(nn.Cell):
         self.num_classes = num_classes
         self.drop_rate = drop_rate
         self.in_channels = in_channels
-        self.variant = _variant_name(spec)
+        self.variant = variant
 
         self.stem, prev_chs = build_stem(in_channels, spec.stem_type, spec.stem_chs, spec.stem_pool, act)
 

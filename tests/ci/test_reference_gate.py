@@ -106,14 +106,14 @@ def test_parity_tests_fail_without_torch_unless_opted_out(tmp_path, opt_out):
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEs", "--continue-on-collection-errors",
          "tests/layers/test_halo_attention_property.py",
-         "tests/convert/test_timm_numerical.py::test_converted_timm_weights_match_timm[halonet26t]"],
+         "tests/weights/test_timm_numerical.py::test_converted_timm_weights_match_timm[halonet26t]"],
         cwd=str(REPO_ROOT), env=env, capture_output=True, text=True, timeout=600)
     summary = proc.stdout.strip().splitlines()[-1]
     if opt_out is None:
         assert proc.returncode != 0, proc.stdout[-3000:]
         assert "2 errors" in summary and "skipped" not in summary, proc.stdout[-3000:]
         assert "ERROR tests/layers/test_halo_attention_property.py" in proc.stdout
-        assert "ERROR tests/convert/test_timm_numerical.py::test_converted_timm_weights_match_timm[halonet26t]" \
+        assert "ERROR tests/weights/test_timm_numerical.py::test_converted_timm_weights_match_timm[halonet26t]" \
             in proc.stdout and "the reference stack is required" in proc.stdout
     else:
         assert proc.returncode == 0, proc.stdout[-3000:]

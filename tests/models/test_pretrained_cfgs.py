@@ -3,7 +3,7 @@
 Two references, neither produced by the code under test:
 * an exact table written here from timm 1.0.31's pretrained configs (``timm.models.get_pretrained_cfg``
   of each timm architecture's default tag, read once by hand);
-* timm itself, in the reference interpreter (``tests/convert/test_timm_numerical.timm_python``): the
+* timm itself, in the reference interpreter (``tests.weights.test_timm_numerical.timm_python``): the
   same fields read live from its registry (no network). The H family has no timm weights (timm's
   halonet_h1 is "untrained"), so only the table pins them.
 """
@@ -13,8 +13,9 @@ import subprocess
 import pytest
 
 from mindcv_halonet.models import halonet
-from mindcv_halonet.models.pretrained import hub_file_of, variants_with_weights
-from tests.convert.test_timm_numerical import timm_python
+from mindcv_halonet.models.pretrained import variants_with_weights
+from mindcv_halonet.weights.cache import hub_file_of
+from tests.weights.test_timm_numerical import timm_python
 from tests.reference_stack import skip_if_opted_out
 
 # ours -> (timm architecture, Hub repository id or "" for none, crop_pct, input size)

@@ -1,4 +1,4 @@
-"""``mindcv_halonet.export``: MINDIR and ONNX files reproduce the network's eval output.
+"""``mindcv_halonet.commands.export``: MINDIR and ONNX files reproduce the network's eval output.
 
 Each model test builds a network with random weights *and* random BatchNorm statistics, saves it as a
 MindSpore checkpoint, exports through ``export_model(..., ckpt=...)`` (which builds a *fresh*
@@ -19,8 +19,8 @@ from mindspore import nn
 
 import mindcv_halonet  # noqa: F401  registers the models
 from mindcv.models import create_model
-from mindcv_halonet import export as export_mod
-from mindcv_halonet.export import check_export_args, export_model, main, parse_image_size
+from mindcv_halonet.commands import export as export_mod
+from mindcv_halonet.commands.export import check_export_args, export_model, main, parse_image_size
 from tests.conftest import REPO_ROOT, subprocess_env
 
 NUM_CLASSES = 10
@@ -163,9 +163,9 @@ def test_failure_inside_mindspore_export_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_cli_module_exports_with_random_weights_warning(tmp_path):
-    """``python -m mindcv_halonet.export`` in a fresh interpreter; argparse errors exit 2 too."""
+    """``python -m mindcv_halonet.commands.export`` in a fresh interpreter; argparse errors exit 2 too."""
     out = tmp_path / "h26t.onnx"
-    cmd = [sys.executable, "-m", "mindcv_halonet.export", "--model", "halonet_26t", "--image-size", "64",
+    cmd = [sys.executable, "-m", "mindcv_halonet.commands.export", "--model", "halonet_26t", "--image-size", "64",
            "--batch", "2", "--format", "onnx", "-o", str(out)]
     proc = subprocess.run(cmd, cwd=str(tmp_path), env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -187,4 +187,4 @@ def test_console_script_is_declared():
     cfg = configparser.ConfigParser()
     cfg.read(REPO_ROOT / "setup.cfg")
     scripts = dict(line.split(" = ") for line in cfg["options.entry_points"]["console_scripts"].strip().splitlines())
-    assert scripts["mindcv-halonet-export"] == "mindcv_halonet.export:main"
+    assert scripts["mindcv-halonet-export"] == "mindcv_halonet.commands.export:main"

@@ -27,9 +27,9 @@ from mindspore import nn, ops
 
 import mindcv.models.halonet as halonet_module  # part of the pinned mindcv 0.3.0: a missing one fails
 
-from mindcv_halonet.convert.cli import main as convert_main
-from mindcv_halonet.convert.pipeline import build_network
-from tests.convert.helpers import load_into, max_errors
+from mindcv_halonet.commands.common import build_network
+from mindcv_halonet.commands.convert import main as convert_main
+from tests.weights.helpers import load_into, max_errors
 
 SIZE = 256
 REL_TOL = 1e-4

@@ -8,8 +8,9 @@ import pytest
 import mindspore as ms
 from mindcv.models import create_model
 
-from mindcv_halonet.convert import CheckReport, check_checkpoint, cli
-from mindcv_halonet.convert.writer import save_checkpoint_atomic
+from mindcv_halonet.commands import convert as cli
+from mindcv_halonet.commands.check import CheckReport, check_checkpoint
+from mindcv_halonet.weights.files import save_checkpoint_atomic
 
 MODEL, OTHER = "halonet_26t", "eca_halonext_26ts"
 
@@ -90,7 +91,7 @@ def test_dtype_mismatch_is_reported(tmp_path, good_params):
 
 
 def test_missing_path_truncated_file_and_bad_model_are_errors(capsys, tmp_path, good_ckpt, monkeypatch):
-    from mindcv_halonet.convert import check as check_module
+    from mindcv_halonet.commands import check as check_module
 
     def no_build(*args, **kwargs):
         raise AssertionError("the network was built although the input is unusable")

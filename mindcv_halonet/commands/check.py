@@ -7,10 +7,11 @@ at their random initial values, without raising. A typo in ``validate.py --ckpt_
 checkpoint of another variant therefore evaluates (or fine-tunes) a mostly random network.
 
 :func:`check_checkpoint` reads the file, builds the target network (construction only), and
-compares names, shapes and dtypes exactly, with the converter's matching (``pipeline.network_spec``
-+ ``mapping.match_to_target``). From the command line::
+compares names, shapes and dtypes exactly, with the one strict match of the weights layer
+(:func:`mindcv_halonet.weights.mapping.match_to_target`). From the command line::
 
-    mindcv-halonet-convert --check halonet_50t-300_2502.ckpt --model halonet_50t [--num-classes 1000]
+    mindcv-halonet-check halonet_50t-300_2502.ckpt --model halonet_50t [--num-classes 1000]
+    mindcv-halonet-convert --check halonet_50t-300_2502.ckpt --model halonet_50t    (the same)
 
 prints the report and exits 0 only on an exact match (1 on a mismatch, 2 when the file cannot be
 read or an argument is invalid).
@@ -23,15 +24,17 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from .errors import ConversionError, _listing
-from .mapping import match_to_target
-from .pipeline import build_network, head_classes, network_spec
-from .readers import read_state, split_training_state
+from mindcv_halonet.arguments import check_count, count_option
+from mindcv_halonet.models.halonet import model_specs
+from mindcv_halonet.weights.errors import ConversionError, format_listing
+from mindcv_halonet.weights.mapping import match_to_target, network_spec
+from mindcv_halonet.weights.readers import head_classes, read_checkpoint
 
-__all__ = ["CheckReport", "check_checkpoint", "main"]
+from .common import build_network, error_exit
 
-#: entries an EMA-enabled MindCV training run adds (``validate.py --ema`` loads these instead)
-EMA_PREFIX = "ema."
+__all__ = ["CheckReport", "check_checkpoint", "main", "run"]
+
+PROG = "mindcv-halonet-check"
 
 
 @dataclass
@@ -65,22 +68,16 @@ class CheckReport:
                        if self.mis_shaped else
                        "MindCV's load_param_into_net would load it partly without an error, leaving the "
                        "missing parameters at their random initial values"))
-            text += _listing("missing: network parameters the checkpoint lacks", self.missing)
-            text += _listing("unexpected: checkpoint tensors the network has no parameter for", self.unexpected)
-            text += _listing("mis-shaped: name, checkpoint shape -> network shape",
+            text += format_listing("missing: network parameters the checkpoint lacks", self.missing)
+            text += format_listing("unexpected: checkpoint tensors the network has no parameter for", self.unexpected)
+            text += format_listing("mis-shaped: name, checkpoint shape -> network shape",
                              [f"{n}: {tuple(a)} -> {tuple(b)}" for n, a, b in self.mis_shaped])
-            text += _listing("dtype: name, checkpoint dtype -> network dtype",
+            text += format_listing("dtype: name, checkpoint dtype -> network dtype",
                              [f"{n}: {a} -> {b}" for n, a, b in self.dtype_mismatched])
         if self.ignored:
             text += (f"\nignored {len(self.ignored)} optimizer/training-loop/EMA entries "
                      f"(e.g. {', '.join(self.ignored[:3])})")
         return text
-
-
-def _our_variants() -> List[str]:
-    from mindcv_halonet.models.halonet import model_specs
-
-    return sorted(model_specs)
 
 
 def check_checkpoint(path: str, model: str, num_classes: Optional[int] = None) -> CheckReport:
@@ -92,31 +89,26 @@ def check_checkpoint(path: str, model: str, num_classes: Optional[int] = None) -
 
     Returns a :class:`CheckReport` (``report.ok``, ``report.format()``). Raises ``ValueError`` for
     an unknown ``model`` or bad ``num_classes``, for a path that does not exist or is not a
-    ``.ckpt``, and (:class:`~mindcv_halonet.convert.errors.InputFileError`) for a truncated or
+    ``.ckpt``, and (:class:`~mindcv_halonet.weights.errors.InputFileError`) for a truncated or
     corrupt file -- before the network is built.
     """
-    variants = _our_variants()
-    if model not in variants:
-        raise ValueError(f"model={model!r} is not a mindcv-halonet variant; expected one of {', '.join(variants)}")
-    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer))
-                                    or num_classes < 0):
-        raise ValueError(f"num_classes={num_classes!r} is invalid; expected an integer >= 0 or None")
+    if model not in model_specs:
+        raise ValueError(f"model={model!r} is not a mindcv-halonet variant; expected one of {', '.join(sorted(model_specs))}")
+    if num_classes is not None:
+        check_count("num_classes", num_classes, 0, "or None")
     if not str(path).lower().endswith(".ckpt"):
         raise ValueError(f"checkpoint={str(path)!r} is not accepted; expected a MindSpore .ckpt file")
     if not os.path.isfile(path):
         raise ValueError(
             f"checkpoint={str(path)!r} does not exist or is not a file; expected an existing .ckpt file "
             f"(MindCV's create_model(checkpoint_path=...) would skip this path silently and keep random weights)")
-    state = read_state(str(path), "mindcv")
-    state, ignored = split_training_state(state)
-    ema = sorted(name for name in state if name.startswith(EMA_PREFIX))
-    state = {name: value for name, value in state.items() if not name.startswith(EMA_PREFIX)}
+    state, ignored = read_checkpoint(str(path))
     if num_classes is None:
         num_classes = head_classes(state) or 0
     spec = network_spec(build_network(model, int(num_classes)))
 
     report = CheckReport(path=str(path), variant=model, num_classes=int(num_classes), num_tensors=len(state),
-                         ignored=sorted(ignored + ema))
+                         ignored=ignored)
     try:
         _, reshaped = match_to_target(state, spec, description=str(path))
     except ConversionError as exc:
@@ -134,28 +126,35 @@ def check_checkpoint(path: str, model: str, num_classes: Optional[int] = None) -
     return report
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="mindcv-halonet-convert --check",
+        prog=prog,
         description="Check a MindSpore checkpoint against a mindcv-halonet variant: missing, unexpected, "
-                    "mis-shaped and dtype-mismatched parameters. Exit 0 only on an exact match.",
+                    "mis-shaped and dtype-mismatched parameters. Exit 0 only on an exact match, 1 on a mismatch, "
+                    "2 when the file cannot be read or an argument is invalid.",
     )
-    parser.add_argument("--check", metavar="CKPT", required=True, help="the checkpoint (.ckpt) to check")
+    parser.add_argument("checkpoint", metavar="CKPT", help="the checkpoint (.ckpt) to check")
     parser.add_argument("--model", required=True, help="our variant, e.g. halonet_50t")
-    from .cli import _non_negative_int
-
-    parser.add_argument("--num-classes", type=_non_negative_int, default=None,
+    parser.add_argument("--num-classes", type=count_option("--num-classes"), default=None,
                         help="classifier size you will use (default: the checkpoint's own)")
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    """Exit status: 0 exact match, 1 mismatch, 2 unreadable file / bad argument."""
-    args = build_parser().parse_args(argv)
+def run(path: str, model: str, num_classes: Optional[int] = None, prog: str = PROG) -> int:
+    """Check and print the report. Exit status: 0 exact match, 1 mismatch, 2 unreadable file / bad argument."""
     try:
-        report = check_checkpoint(args.check, args.model, args.num_classes)
+        report = check_checkpoint(path, model, num_classes)
     except ValueError as exc:
-        sys.stderr.write(f"mindcv-halonet-convert: error: {exc}\n")
-        return 2
+        return error_exit(prog, exc)
     (sys.stdout if report.ok else sys.stderr).write(report.format() + "\n")
     return 0 if report.ok else 1
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``mindcv-halonet-check CKPT --model NAME [--num-classes N]``."""
+    args = build_parser().parse_args(argv)
+    return run(args.checkpoint, args.model, args.num_classes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,19 +12,27 @@ tensor used, every target parameter and BatchNorm statistic filled, shapes equal
 mismatch the error lists the missing, unexpected and mis-shaped names and no file is written.
 The output is written atomically (temporary file + rename).
 
-``mindcv-halonet-convert --check CKPT --model NAME [--num-classes N]`` instead checks an existing
-checkpoint against a variant (:mod:`.check`): exit 0 only on an exact match.
+Checking an existing checkpoint against a variant is its own command, ``mindcv-halonet-check CKPT
+--model NAME [--num-classes N]`` (:mod:`.check`); ``mindcv-halonet-convert --check CKPT --model NAME``
+is the same command (an option of this parser, kept for the command lines already in use).
 """
 import argparse
 import sys
 from typing import List, Optional
 
-from .errors import ConversionError
-from .mindcv_builtin import FUNCTION_DIFFERENCES
-from .pipeline import SOURCES, convert_state, resolve_variant, supported_pairings
-from .progress import Progress
-from .readers import EXTENSIONS, check_input_path, read_state, split_training_state
-from .writer import check_output_path, save_checkpoint_atomic
+from mindcv_halonet.arguments import count_option
+from mindcv_halonet.weights import pipeline
+from mindcv_halonet.weights.errors import ConversionError
+from mindcv_halonet.weights.files import check_output_path, save_checkpoint_atomic
+from mindcv_halonet.weights.mindcv_builtin import FUNCTION_DIFFERENCES
+from mindcv_halonet.weights.pipeline import SOURCES, resolve_variant, supported_pairings
+from mindcv_halonet.weights.progress import Progress
+from mindcv_halonet.weights.readers import EXTENSIONS, check_input_path, read_checkpoint, read_state
+
+from . import check
+from .common import build_network, error_exit
+
+PROG = "mindcv-halonet-convert"
 
 _EPILOG = (
     "supported conversions (--model takes the source name or ours):\n  "
@@ -33,36 +41,37 @@ _EPILOG = (
     + "\n  ".join(f"--from {s}: {', '.join(exts)}" + ("  (.pth/.pt/.bin need torch)" if s == "timm" else "")
                    for s, exts in EXTENSIONS.items())
     + "\n\ncheck a checkpoint before using it (exit 0 only on an exact match):\n  "
-    + "mindcv-halonet-convert --check CKPT --model NAME [--num-classes N]"
+    + "mindcv-halonet-check CKPT --model NAME [--num-classes N]   (or: mindcv-halonet-convert --check CKPT ...)"
     + "\n\nMindCV's built-in halonet_50t (--from mindcv) needs --allow-approximate, because:\n"
     + FUNCTION_DIFFERENCES
 )
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"--num-classes={text!r} is invalid; expected an integer >= 0")
-    return value
+def convert_state(state, source: str, model: str, num_classes: Optional[int] = None,
+                  allow_approximate: bool = False, net=None) -> pipeline.ConversionResult:
+    """:func:`mindcv_halonet.weights.convert_state` with the target network built through MindCV's
+    registry when ``net`` is None (:func:`.common.build_network`, once)."""
+    return pipeline.convert_state(state, source, model, num_classes=num_classes, allow_approximate=allow_approximate,
+                                  net=net, build_net=build_network)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="mindcv-halonet-convert",
+        prog=PROG,
         description="Convert timm or MindCV HaloNet weights into a MindSpore checkpoint for mindcv-halonet.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--from", dest="source", required=True, choices=SOURCES,
-                        help="where the weights come from")
+    # --from / input / --output are required for a conversion; --check CKPT (the check command) takes none
+    # of them, so their presence is checked after parsing (_required)
+    parser.add_argument("--from", dest="source", choices=SOURCES, help="where the weights come from")
     parser.add_argument("--model", required=True,
                         help="variant: the source's name (e.g. halonet50ts) or ours (e.g. halonet_50t)")
-    parser.add_argument("input", help="source weights file")
-    parser.add_argument("-o", "--output", required=True, help="output MindSpore checkpoint (.ckpt)")
-    parser.add_argument("--num-classes", type=_non_negative_int, default=None,
+    parser.add_argument("input", nargs="?", help="source weights file")
+    parser.add_argument("-o", "--output", help="output MindSpore checkpoint (.ckpt)")
+    parser.add_argument("--check", metavar="CKPT", default=None,
+                        help="instead of converting, check CKPT against --model (= mindcv-halonet-check CKPT)")
+    parser.add_argument("--num-classes", type=count_option("--num-classes"), default=None,
                         help="re-head for fine-tuning: drop the source classifier and start a new one with this "
                              "many classes (0 = no classifier); default: keep the source classifier")
     parser.add_argument("--allow-approximate", action="store_true",
@@ -71,6 +80,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     return parser
+
+
+def _required(parser: argparse.ArgumentParser, args) -> None:
+    """argparse's "required" for the conversion arguments, and none of them beside --check."""
+    conversion = {"--from": args.source, "input": args.input, "-o/--output": args.output}
+    if args.check is not None:
+        given = [name for name, value in conversion.items() if value is not None]
+        given += [f"--{name.replace('_', '-')}" for name in ("allow_approximate", "overwrite") if getattr(args, name)]
+        if given:
+            parser.error(f"--check takes only --model and --num-classes; not {', '.join(given)}")
+        return
+    missing = [name for name, value in conversion.items() if value is None]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)}")
 
 
 def _validate(args) -> None:
@@ -112,10 +135,11 @@ def _report(result, args, n_source: int, training_state: List[str], size: int) -
 def run(args) -> int:
     _validate(args)
     show = not args.quiet
-    state = read_state(args.input, args.source, progress=Progress("reading", enabled=show))
-    training_state = []
-    if args.source == "mindcv":
-        state, training_state = split_training_state(state)
+    progress = Progress("reading", enabled=show)
+    if args.source == "mindcv":  # a MindSpore checkpoint: optimizer / loop / EMA entries split off
+        state, training_state = read_checkpoint(args.input, progress=progress)
+    else:
+        state, training_state = read_state(args.input, args.source, progress=progress), []
     result = convert_state(state, args.source, args.model, num_classes=args.num_classes,
                            allow_approximate=args.allow_approximate)
     if show:
@@ -125,26 +149,18 @@ def run(args) -> int:
     return 0
 
 
-def _wants_check(argv: List[str]) -> bool:
-    return any(str(arg) == "--check" or str(arg).startswith("--check=") for arg in argv)
-
-
 def main(argv: Optional[List[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if _wants_check(argv):
-        from .check import main as check_main
-
-        return check_main([str(arg) for arg in argv])
     parser = build_parser()
     args = parser.parse_args(argv)
+    _required(parser, args)
+    if args.check is not None:
+        return check.run(args.check, args.model, args.num_classes, prog=PROG)
     try:
         return run(args)
     except ConversionError as exc:
-        sys.stderr.write(f"mindcv-halonet-convert: error: {exc}\nnothing was written.\n")
-        return 2
+        return error_exit(PROG, exc, written=True)
     except ValueError as exc:
-        sys.stderr.write(f"mindcv-halonet-convert: error: {exc}\n")
-        return 2
+        return error_exit(PROG, exc)
 
 
 if __name__ == "__main__":

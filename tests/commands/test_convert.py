@@ -6,8 +6,9 @@ import pytest
 
 import mindspore as ms
 
-from mindcv_halonet.convert import cli, readers
-from tests.convert.helpers import synthetic_timm_state
+from mindcv_halonet.commands import convert as cli
+from mindcv_halonet.weights import readers
+from tests.weights.helpers import synthetic_timm_state
 from tests.reference_stack import import_torch
 
 TIMM_NAME, OURS = "halonet26t", "halonet_26t"

@@ -4,7 +4,7 @@ Examples::
 
     mindcv-halonet-export --model halonet_26t --ckpt runs/demo/ckpt/halonet_26t-8_44.ckpt \\
         --image-size 32 --format MINDIR -o halonet_26t_digits.mindir
-    python -m mindcv_halonet.export --model halonet_50t --ckpt h50t.ckpt --image-size 224 --batch 1 \\
+    python -m mindcv_halonet.commands.export --model halonet_50t --ckpt h50t.ckpt --image-size 224 --batch 1 \\
         --format ONNX -o halonet_50t_224.onnx
 
 * MINDIR: MindSpore's graph format, for MindSpore Lite (``converter_lite``), MindSpore Serving and
@@ -22,11 +22,17 @@ left on disk and an existing target is untouched.
 """
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
 from typing import List, Optional, Sequence, Tuple, Union
+
+from mindcv_halonet.arguments import check_count
+from mindcv_halonet.models.halonet import default_cfgs
+from mindcv_halonet.weights.files import atomic_write, check_output_path
+from mindcv_halonet.weights.mapping import load_into
+from mindcv_halonet.weights.readers import head_classes, read_checkpoint
+
+from .common import build_network, error_exit, registered_models
 
 FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx"}
 
@@ -50,35 +56,6 @@ def parse_image_size(value) -> Tuple[int, int]:
     return (hw[0], hw[-1])
 
 
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}={value!r} is invalid; expected an integer >= 1")
-    return value
-
-
-def _check_output(output: str, file_format: str, overwrite: bool) -> str:
-    ext = FORMATS[file_format]
-    if not isinstance(output, str) or not output.lower().endswith(ext):
-        raise ValueError(f"output={output!r} is not accepted for format {file_format}; expected a path ending in {ext}")
-    directory = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(directory):
-        raise ValueError(f"output={output!r}: directory {directory!r} does not exist; expected an existing directory")
-    if not os.access(directory, os.W_OK):
-        raise ValueError(f"output={output!r}: directory {directory!r} is not writable")
-    if os.path.isdir(output):
-        raise ValueError(f"output={output!r} is a directory; expected a file path ending in {ext}")
-    if os.path.exists(output) and not overwrite:
-        raise ValueError(f"output={output!r} already exists (pass --overwrite / overwrite=True to replace it)")
-    return os.path.abspath(output)
-
-
-def _registered_models() -> List[str]:
-    import mindcv_halonet  # noqa: F401  makes sure the HaloNets are in MindCV's registry
-    from mindcv.models import list_models
-
-    return list_models()
-
-
 def check_export_args(model, output, ckpt=None, num_classes=None, image_size=None, batch=1, file_format="MINDIR",
                       overwrite=False, in_channels=3) -> dict:
     """Validate every argument (raises ``ValueError`` naming it) without building anything; returns them
@@ -86,21 +63,18 @@ def check_export_args(model, output, ckpt=None, num_classes=None, image_size=Non
     fmt = file_format.upper() if isinstance(file_format, str) else file_format
     if fmt not in FORMATS:
         raise ValueError(f"file_format={file_format!r} is invalid; expected one of {', '.join(FORMATS)}")
-    names = _registered_models()
+    names = registered_models()
     if model not in names:
         halo = [n for n in names if "halo" in n]
         raise ValueError(f"model={model!r} is not in MindCV's model registry; HaloNet variants: {', '.join(halo)} "
                          f"(any name of mindcv.models.list_models() is accepted)")
     if image_size is None:
-        from mindcv_halonet.models.halonet import default_cfgs
-
         image_size = tuple(default_cfgs[model]["input_size"][1:]) if model in default_cfgs else (224, 224)
     hw = parse_image_size(image_size)
-    _positive_int("batch", batch)
-    _positive_int("in_channels", in_channels)
-    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
-                                    or num_classes < 0):
-        raise ValueError(f"num_classes={num_classes!r} is invalid; expected an integer >= 0 (0 = pooled features)")
+    check_count("batch", batch, 1)
+    check_count("in_channels", in_channels, 1)
+    if num_classes is not None:
+        check_count("num_classes", num_classes, 0, "(0 = pooled features)")
     if ckpt is not None:
         if not isinstance(ckpt, str) or not ckpt.lower().endswith(".ckpt"):
             ext = os.path.splitext(ckpt)[1] if isinstance(ckpt, str) else ""
@@ -108,35 +82,17 @@ def check_export_args(model, output, ckpt=None, num_classes=None, image_size=Non
                              f"(.ckpt; convert timm weights with mindcv-halonet-convert first)")
         if not os.path.isfile(ckpt):
             raise ValueError(f"ckpt={ckpt!r} does not exist or is not a file; expected an existing .ckpt file")
-    out = _check_output(output, fmt, overwrite)
+    out = check_output_path(output, FORMATS[fmt], overwrite, context=f" for format {fmt}")
     return dict(model=model, output=out, ckpt=ckpt, num_classes=num_classes, image_size=hw, batch=batch,
                 file_format=fmt, overwrite=overwrite, in_channels=in_channels)
 
 
-def _read_checkpoint(path: str):
-    """Network tensors of a MindSpore checkpoint (optimizer / loop state of a training checkpoint dropped)."""
-    from mindcv_halonet.convert.pipeline import head_classes
-    from mindcv_halonet.convert.readers import read_state, split_training_state
-
-    state, _ = split_training_state(read_state(path, "mindcv"))
-    return state, head_classes(state)
-
-
 def build_for_export(model: str, num_classes: int, in_channels: int = 3, state=None, ckpt: str = ""):
-    """``create_model`` + strict checkpoint load + eval mode."""
-    import mindspore as ms
-    from mindcv.models import create_model
-
-    from mindcv_halonet.convert.mapping import match_to_target
-    from mindcv_halonet.convert.pipeline import network_spec
-
-    net = create_model(model, num_classes=num_classes, in_channels=in_channels, pretrained=False)
+    """Build through MindCV's registry, load ``state`` strictly (every parameter and BatchNorm statistic,
+    nothing else), eval mode."""
+    net = build_network(model, num_classes, in_channels)
     if state is not None:
-        params, _ = match_to_target(state, network_spec(net), description=f"checkpoint {ckpt}")
-        not_loaded, _ = ms.load_param_into_net(
-            net, {name: ms.Parameter(ms.Tensor(value), name=name) for name, value in params.items()}, strict_load=True)
-        if not_loaded:  # cannot happen after match_to_target; kept as a guard against silent partial loads
-            raise ValueError(f"ckpt={ckpt!r}: parameters not loaded: {not_loaded}")
+        load_into(net, state, description=f"checkpoint {ckpt}")
     net.set_train(False)
     return net
 
@@ -159,7 +115,8 @@ def export_model(model: str, output: str, ckpt: Optional[str] = None, num_classe
     state, num = None, a["num_classes"]
     if net is None:
         if a["ckpt"] is not None:
-            state, ckpt_classes = _read_checkpoint(a["ckpt"])
+            state, _ = read_checkpoint(a["ckpt"])
+            ckpt_classes = head_classes(state)
             if num is None:
                 num = ckpt_classes if ckpt_classes is not None else 1000
         num = 1000 if num is None else num
@@ -168,20 +125,10 @@ def export_model(model: str, output: str, ckpt: Optional[str] = None, num_classe
     shape = (a["batch"], a["in_channels"], *a["image_size"])
     dummy = ms.Tensor(np.zeros(shape, dtype=np.float32))
 
-    directory = os.path.dirname(a["output"])
-    tmp = tempfile.mkdtemp(prefix=".export-" + os.path.basename(a["output"]) + "-", dir=directory)
-    try:
-        stem = os.path.join(tmp, "net")
-        ms.export(net, dummy, file_name=stem, file_format=a["file_format"])
-        produced = stem + FORMATS[a["file_format"]]
-        if not os.path.isfile(produced):
-            raise RuntimeError(f"mindspore.export wrote {sorted(os.listdir(tmp))} in {tmp}, not {produced}")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(produced, 0o666 & ~umask)  # MindSpore writes 0400/0600; give the file the usual permissions
-        os.replace(produced, a["output"])
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    def write(tmp: str) -> None:
+        ms.export(net, dummy, file_name=os.path.splitext(tmp)[0], file_format=a["file_format"])
+
+    atomic_write(a["output"], write)
     return {"path": a["output"], "bytes": os.path.getsize(a["output"]), "seconds": time.perf_counter() - t0,
             "input_shape": shape, "num_classes": num, "model": a["model"], "format": a["file_format"],
             "ckpt": a["ckpt"]}
@@ -223,8 +170,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                              "weights (useful only to test a deployment path)\n")
         info = export_model(**kwargs)
     except ValueError as exc:  # ConversionError (strict checkpoint load) is a ValueError too
-        sys.stderr.write(f"mindcv-halonet-export: error: {exc}\nnothing was written.\n")
-        return 2
+        return error_exit("mindcv-halonet-export", exc, written=True)
     n, c, h, w = info["input_shape"]
     print(f"exported {info['model']} ({info['num_classes']} classes, "
           f"{'weights of ' + info['ckpt'] if info['ckpt'] else 'random weights'}) -> {info['path']} "

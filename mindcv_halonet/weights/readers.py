@@ -7,11 +7,14 @@ Supported inputs (chosen by file extension):
   ``weights_only=True``).
 * MindCV: ``.ckpt`` (``mindspore.load_checkpoint``).
 
+:func:`read_checkpoint` is the one way a MindSpore checkpoint is read for a network (convert
+``--from mindcv``, check, export): its tensors, with the training state split off.
+
 ``check_input_path`` validates path and extension cheaply, so the command line can reject bad
 arguments before any expensive work.
 """
 import os
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Mapping, Optional
 
 import numpy as np
 
@@ -53,11 +56,17 @@ def check_input_path(path: str, source: str) -> None:
         raise ValueError(f"input={path!r} does not exist or is not a file; expected an existing {ext} file")
 
 
+#: entries an EMA-enabled MindCV training run adds (``validate.py --ema`` loads these instead)
+EMA_PREFIX = "ema."
+
+
 def split_training_state(state: Dict[str, np.ndarray]):
-    """Split a MindSpore checkpoint into (network tensors, optimizer/loop-state names)."""
+    """Split a MindSpore checkpoint into (network tensors, sorted names of optimizer / loop state and
+    ``ema.*`` entries)."""
     network, dropped = {}, []
     for name, value in state.items():
-        if name in _TRAINING_STATE_NAMES or name.startswith(_TRAINING_STATE_PREFIXES):
+        if (name in _TRAINING_STATE_NAMES or name.startswith(_TRAINING_STATE_PREFIXES)
+                or name.startswith(EMA_PREFIX)):
             dropped.append(name)
         else:
             network[name] = value
@@ -176,3 +185,15 @@ def read_state(path: str, source: str, progress: ProgressFn = None) -> Dict[str,
     if not state:
         raise InputFileError(f"input={path!r} contains no tensors; expected a {_FORMAT_NAMES[ext]} with the weights")
     return state
+
+
+def read_checkpoint(path: str, progress: ProgressFn = None):
+    """A MindSpore ``.ckpt`` -> ``(network tensors, ignored names)``: optimizer / training-loop state and
+    ``ema.*`` entries are split off (see :func:`split_training_state`)."""
+    return split_training_state(read_state(path, "mindcv", progress=progress))
+
+
+def head_classes(state: Mapping[str, np.ndarray], classifier: str = "head.fc") -> Optional[int]:
+    """Number of classes of the classifier ``{classifier}.weight`` in a state dict (None if it has none)."""
+    weight = state.get(classifier + ".weight")
+    return int(weight.shape[0]) if weight is not None and np.ndim(weight) == 2 else None

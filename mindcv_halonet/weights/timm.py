@@ -48,7 +48,7 @@ def from_timm(state: Mapping[str, np.ndarray]) -> "OrderedDict[str, np.ndarray]"
 
     Independent of the module prefix: works for a bare ``HaloAttn`` state dict
     (``q.weight, kv.weight, pos_embed.height_rel, ...``), for a single block, and for whole models.
-    Only names change; :func:`mindcv_halonet.convert.convert_state` checks the result against a
+    Only names change; :func:`mindcv_halonet.weights.convert_state` checks the result against a
     network strictly.
     """
     return canonical_to_ours(timm_to_canonical(state))

@@ -5,8 +5,9 @@ import pytest
 
 import mindspore as ms
 
-from mindcv_halonet.convert import InputFileError, cli
-from mindcv_halonet.convert.readers import read_state
+from mindcv_halonet.commands import convert as cli
+from mindcv_halonet.weights.errors import InputFileError
+from mindcv_halonet.weights.readers import read_state
 
 FORMATS = {".safetensors": "timm", ".npz": "timm", ".ckpt": "mindcv"}
 MODEL = {"timm": "halonet_26t", "mindcv": "halonet_50t"}

@@ -4,8 +4,9 @@
 
 1. resolve the variant pairing (``--from timm --model halonet50ts`` or ``... --model halonet_50t``);
 2. rename the source to the canonical naming, then to ours;
-3. build the target network (``mindcv.models.create_model``; construction only, no forward) and
-   read its ``parameters_and_names()`` -- parameters *and* BatchNorm statistics -- as the key map;
+3. take the target's parameter spec (names, shapes, dtypes of its parameters *and* BatchNorm
+   statistics): from ``target_spec``, from a network passed in (``net``), or from a network made by the
+   caller's factory ``build_net(variant, num_classes)`` -- this layer never builds a network by name;
 4. re-head if asked (source ``head.fc.*`` dropped, the new head keeps the network's initial values);
 5. match strictly (:func:`mapping.match_to_target`): any missing, unexpected or mis-shaped key
    raises :class:`ConversionError` listing all of them.
@@ -16,10 +17,15 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from mindcv_halonet.arguments import check_count
 from .errors import ConversionError
-from .mapping import match_to_target
+from .mapping import match_to_target, network_spec
 from .mindcv_builtin import FUNCTION_DIFFERENCES, MINDCV_TO_OURS, mindcv_to_canonical
+from .readers import head_classes
 from .timm import TIMM_TO_OURS, canonical_to_ours, timm_to_canonical
+
+#: ``build_net(our_variant, num_classes) -> network`` (construction only), supplied by the model layer
+NetFactory = Callable[[str, int], object]
 
 SOURCES = ("timm", "mindcv")
 # source -> {source variant: our variant}
@@ -51,30 +57,6 @@ def resolve_variant(source: str, model: str) -> Tuple[str, str]:
         + "; ".join(f"{src} -> {ours}" for src, ours in table.items()))
 
 
-def build_network(variant: str, num_classes: int):
-    """Construct our network (random init, no forward pass) through MindCV's registry."""
-    import mindcv_halonet  # noqa: F401  registers our models into MindCV's registry
-    from mindcv.models import create_model
-
-    return create_model(variant, num_classes=num_classes, pretrained=False)
-
-
-def network_spec(net) -> "OrderedDict[str, Tuple[tuple, np.dtype]]":
-    """``{name: (shape, numpy dtype)}`` of every parameter and BatchNorm statistic, in network order."""
-    import mindspore as ms
-
-    spec = OrderedDict()
-    for name, param in net.parameters_and_names():
-        spec[name] = (tuple(param.shape), np.dtype(ms.dtype_to_nptype(param.dtype)))
-    return spec
-
-
-def head_classes(state: Mapping[str, np.ndarray]) -> Optional[int]:
-    """Number of classes of the classifier in a canonical/our-named state dict (None if it has none)."""
-    weight = state.get(HEAD_PREFIX + "weight")
-    return int(weight.shape[0]) if weight is not None and weight.ndim == 2 else None
-
-
 @dataclass
 class ConversionResult:
     params: "OrderedDict[str, np.ndarray]"
@@ -95,17 +77,19 @@ def convert_state(
     num_classes: Optional[int] = None,
     allow_approximate: bool = False,
     net=None,
+    target_spec: Optional[Mapping[str, Tuple[tuple, np.dtype]]] = None,
+    build_net: Optional[NetFactory] = None,
 ) -> ConversionResult:
     """Convert ``state`` (as read from a ``source`` checkpoint) for our variant named by ``model``.
 
     ``num_classes``: None keeps the source classifier; a different count re-heads (source head
-    dropped, new head from the network's initialisation; 0 = no classifier). ``net``: an
-    already-built target network (built here when None).
+    dropped, new head from the network's initialisation; 0 = no classifier).
+    The target, one of: ``target_spec`` (``{name: (shape, dtype)}``; no re-heading), ``net`` (an
+    already-built network of the variant), ``build_net(variant, num_classes)`` (called once).
     """
     source_variant, variant = resolve_variant(source, model)
-    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
-                                    or num_classes < 0):
-        raise ValueError(f"num_classes={num_classes!r} is invalid; expected an integer >= 0")
+    if num_classes is not None:
+        check_count("num_classes", num_classes)
     approximate = APPROXIMATE.get((source, source_variant))
     if approximate and not allow_approximate:
         raise ValueError(
@@ -118,9 +102,18 @@ def convert_state(
     target_classes = source_classes if num_classes is None else num_classes
     if target_classes is None:
         target_classes = 0
-    if net is None:
-        net = build_network(variant, target_classes)
-    spec = network_spec(net)
+    if target_spec is not None:
+        if target_classes != source_classes:
+            raise ValueError(f"num_classes={num_classes!r} re-heads the {source_classes}-class source, which needs "
+                             "the target network (net= or build_net=), not only target_spec=")
+        spec = OrderedDict(target_spec)
+    else:
+        if net is None:
+            if build_net is None:
+                raise TypeError("convert_state needs the target: target_spec=, net= or build_net=(variant, "
+                                "num_classes) -> network")
+            net = build_net(variant, target_classes)
+        spec = network_spec(net)
 
     dropped, reheaded = [], []
     if target_classes != source_classes:
@@ -140,6 +133,6 @@ def convert_state(
 
 
 __all__ = [
-    "ConversionError", "ConversionResult", "PAIRINGS", "SOURCES", "build_network", "convert_state",
-    "head_classes", "network_spec", "resolve_variant", "supported_pairings",
+    "ConversionError", "ConversionResult", "NetFactory", "PAIRINGS", "SOURCES", "convert_state",
+    "resolve_variant", "supported_pairings",
 ]

@@ -97,13 +97,15 @@ def match_to_target(
     candidates: Mapping[str, np.ndarray],
     target: Mapping[str, Tuple[tuple, np.dtype]],
     description: str = "source",
+    optional: Sequence[str] = (),
 ) -> Tuple["OrderedDict[str, np.ndarray]", List[str]]:
     """Strictly pair ``candidates`` with ``target`` (``{name: (shape, dtype)}``, in the network's order).
 
+    ``optional``: target names that may be missing (e.g. a classifier that is re-initialised).
     Returns ``(params, reshaped)``: ``params`` in target order, cast to the target dtypes, and
     the names whose only change was adding/removing length-1 axes.
     """
-    missing = [name for name in target if name not in candidates]
+    missing = [name for name in target if name not in candidates and name not in optional]
     unexpected = [name for name in candidates if name not in target]
     mis_shaped, reshaped = [], []
     params = OrderedDict()
@@ -127,3 +129,30 @@ def match_to_target(
             missing=missing, unexpected=unexpected, mis_shaped=mis_shaped)
     return params, reshaped
 
+
+
+def network_spec(net) -> "OrderedDict[str, Tuple[tuple, np.dtype]]":
+    """``{name: (shape, numpy dtype)}`` of every parameter and BatchNorm statistic of ``net``, in network order.
+
+    ``net`` is any MindSpore cell; this layer never builds one (the caller passes it in)."""
+    import mindspore as ms
+
+    spec = OrderedDict()
+    for name, param in net.parameters_and_names():
+        spec[name] = (tuple(param.shape), np.dtype(ms.dtype_to_nptype(param.dtype)))
+    return spec
+
+
+def load_into(net, state: Mapping[str, np.ndarray], description: str, optional: Sequence[str] = ()) -> List[str]:
+    """Fill ``net`` from ``state`` after :func:`match_to_target` against it (raises :class:`ConversionError`
+    listing every missing, unexpected and mis-shaped name, before anything is changed).
+
+    ``optional``: parameter names that may be absent from ``state`` (they keep their values).
+    Returns the names that were loaded."""
+    import mindspore as ms
+
+    params, _ = match_to_target(state, network_spec(net), description=description, optional=optional)
+    own = dict(net.parameters_and_names())
+    for name, value in params.items():
+        own[name].set_data(ms.Tensor(value))
+    return list(params)

@@ -1,7 +1,7 @@
 """The timm -> ours mapping is a bijection with equal shapes, for every mapped variant (no torch needed).
 
 Data: ``tests/data/timm_keys/<timm_name>.json`` lists every state-dict key, shape and dtype of the
-timm model, generated once with timm 1.0.31 (``tests/convert/timm_reference.py keys``).
+timm model, generated once with timm 1.0.31 (``tests/weights/timm_reference.py keys``).
 """
 import json
 import pathlib
@@ -11,9 +11,10 @@ import pytest
 
 import mindspore as ms
 
-from mindcv_halonet.convert import TIMM_TO_OURS, ConversionError, convert_state, from_timm, network_spec
-from mindcv_halonet.convert.pipeline import build_network
-from tests.convert.helpers import TIMM_KEYS_DIR, synthetic_timm_state, timm_key_table
+from mindcv_halonet.commands.common import build_network
+from mindcv_halonet.commands.convert import convert_state
+from mindcv_halonet.weights import TIMM_TO_OURS, ConversionError, from_timm, network_spec
+from tests.weights.helpers import TIMM_KEYS_DIR, synthetic_timm_state, timm_key_table
 
 FIXTURES = sorted((pathlib.Path(__file__).parents[1] / "fixtures" / "halo_attn").glob("*.npz"))
 

@@ -1,6 +1,6 @@
 """Converted timm weights compute timm's function: logits and the four stage outputs at 256x256.
 
-timm runs in a *separate interpreter* (``tests/convert/timm_reference.py``), which builds the timm
+timm runs in a *separate interpreter* (``tests/weights/timm_reference.py``), which builds the timm
 model with seeded random weights and non-trivial BatchNorm statistics, runs it in eval mode and
 writes weights, input, logits and stage outputs to an .npz. This process only reads that file, so
 the MindSpore test environment does not need torch.
@@ -25,9 +25,10 @@ import pytest
 
 import mindspore as ms
 
-from mindcv_halonet.convert import TIMM_TO_OURS, convert_state
-from mindcv_halonet.convert.pipeline import build_network
-from tests.convert.helpers import TIMM_REFERENCE_SCRIPT, forward_stages, load_into, max_errors
+from mindcv_halonet.commands.common import build_network
+from mindcv_halonet.commands.convert import convert_state
+from mindcv_halonet.weights import TIMM_TO_OURS
+from tests.weights.helpers import TIMM_REFERENCE_SCRIPT, forward_stages, load_into, max_errors
 from tests.reference_stack import OPT_OUT_ENV, opted_out
 
 TIMM_PYTHON_ENV = "MINDCV_HALONET_TIMM_PYTHON"
