@@ -54,6 +54,7 @@ from mindspore.ops import constexpr
 
 from .checks import check_image_input
 from .precision import Float32Cell
+from .precision_guard import check_precision_mode
 from .row_gather import RowGather, inverse_table
 
 __all__ = ["HaloAttention", "RelPosEmbed", "AttentionWeights", "Float32Cell", "make_divisible", "halo_dims"]
@@ -347,6 +348,7 @@ class HaloAttention(nn.Cell):
     ):
         super().__init__()
         d = halo_dims(dim, dim_out, stride, num_heads, dim_head, block_size, halo_size, qk_ratio, avg_down)
+        check_precision_mode()  # on Ascend, once per process: does precision_mode keep the float32 logits?
         self.dim = dim
         self.stride = stride
         self.dim_out = d["dim_out"]

@@ -6,13 +6,18 @@ This module is the one place that imports them, and it does so guarded: if they 
 plugin still imports, :class:`Float32Cell` keeps the documented ``add_flags`` interception (what
 ``to_float`` uses in MindSpore 2.7-2.10), and one ``RuntimeWarning`` names what is missing.
 ``PRIVATE_API_MISSING`` then holds the cause (``None`` when everything is there).
+
+:func:`precision_mode_set_by_api` reads, also guarded, the Ascend ``precision_mode`` set through
+``mindspore.device_context.ascend.op_precision.precision_mode`` (stored only in a private C++ object, which
+CPU builds do not have) and :func:`ascend_soc_version` the chip as MindSpore's own amp code reads it;
+``precision_guard`` uses both.
 """
 import warnings
 
 import mindspore as ms
 from mindspore import nn
 
-__all__ = ["Float32Cell", "PRIVATE_API_MISSING"]
+__all__ = ["Float32Cell", "PRIVATE_API_MISSING", "ascend_soc_version", "precision_mode_set_by_api"]
 
 try:  # what nn.Cell's precision setters use; private, so guarded
     from mindspore._c_expression import Cell_, MixedPrecisionType
@@ -77,3 +82,26 @@ class Float32Cell(nn.Cell):
 
     def to_float(self, dst_type):
         return super().to_float(ms.float32)
+
+
+def precision_mode_set_by_api():
+    """The ``precision_mode`` set with ``mindspore.device_context.ascend.op_precision.precision_mode``, or
+    ``None`` (not set, or this build has no ``AscendOpPrecisionConf``: CPU/GPU builds, other releases)."""
+    try:
+        from mindspore._c_expression import AscendOpPrecisionConf
+
+        conf = AscendOpPrecisionConf.get_instance()
+        return conf.precision_mode() if conf.is_precision_mode_configured() else None
+    except Exception:  # private API: absent or changed means "cannot tell"
+        return None
+
+
+def ascend_soc_version():
+    """MindSpore's name of the Ascend chip (``'ascend910'`` = 910A, ``'ascend910b'``, ``'ascend910_93'``, ...;
+    what ``mindspore.amp`` and ``TrainOneStepWithLossScaleCell`` read), or ``None`` if unavailable."""
+    try:
+        from mindspore._c_expression import MSContext
+
+        return MSContext.get_instance().get_ascend_soc_version() or None
+    except Exception:  # private API: absent or changed means "cannot tell"
+        return None
