@@ -13,7 +13,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from factory_train import cli_args, write_json_atomic  # noqa: E402
+from factory_train import check_ascend_precision_mode, cli_args, set_ascend_precision_mode, write_json_atomic  # noqa: E402
 
 
 def divisor_batch_size(num_samples: int, batch_size: int) -> int:
@@ -24,7 +24,8 @@ def divisor_batch_size(num_samples: int, batch_size: int) -> int:
     return 1
 
 
-def validate(args) -> dict:
+def validate(args, ascend_precision_mode=None) -> dict:
+    check_ascend_precision_mode(ascend_precision_mode, args.device_target)
     import mindspore as ms
     from mindspore import Model, nn
 
@@ -36,6 +37,7 @@ def validate(args) -> dict:
     ms.set_context(mode=args.mode)
     if args.mode == ms.GRAPH_MODE:
         ms.set_context(jit_config={"jit_level": "O2"})
+    set_ascend_precision_mode(ascend_precision_mode)
 
     dataset_eval = create_dataset(
         name=args.dataset, root=args.data_dir, split=args.val_split, num_parallel_workers=args.num_parallel_workers,
@@ -78,7 +80,7 @@ def main(argv=None):
     a, args = cli_args(argv, description=__doc__.splitlines()[0])
     if not args.ckpt_path:
         raise ValueError("ckpt_path is empty; pass --set ckpt_path=/path/to/model.ckpt")
-    result = validate(args)
+    result = validate(args, ascend_precision_mode=a.ascend_precision_mode)
     if a.result_json:
         write_json_atomic(a.result_json, result)
     print(f"Model: {result['model']}  checkpoint: {result['checkpoint']}  {result['metrics']}")

@@ -70,7 +70,7 @@ def precision_problem(chip: Optional[str], configured: Optional[str]) -> Optiona
         f"mindcv-halonet: Ascend precision_mode is {origin}; it {effect}, so HaloAttention's float32 logits "
         "and softmax (set in the graph) do not hold and attention can overflow or lose precision. Set "
         "ms.set_context(ascend_config={'precision_mode': 'must_keep_origin_dtype'}) before building the network "
-        "(with amp_level O2/O3 the convolutions still run in float16) or pass --ascend_precision_mode "
+        "(with amp_level O2/O3 the convolutions still run in float16) or pass --ascend-precision-mode "
         f"must_keep_origin_dtype to scripts/factory_train.py; see docs/ascend.md. Set {ENV_NO_WARNING}=1 to "
         "silence this warning."
     )
