@@ -74,4 +74,3 @@ def test_real_readers_on_this_cpu_machine():
     """Unsubstituted: the device is CPU, so nothing is read beyond it and nothing is said."""
     assert guard._device_target() == "CPU"
     assert guard.check_precision_mode() is None
-    assert guard._chip_name() is None  # CPU build: no Ascend SoC, no Ascend hal

@@ -1,7 +1,5 @@
 """The stem's portable training max-pool (lowest-value padding + VALID ops.MaxPool, used on every backend
 but CPU) against the CPU-tuned padded nn.MaxPool2d it replaces there (issue 14)."""
-import sys
-
 import numpy as np
 import pytest
 
@@ -97,7 +95,7 @@ def test_float32_paths_route_ties_to_the_first_maximum(shape):
         np.testing.assert_allclose(dx, ref, rtol=1e-6, atol=1e-6)
 
 
-def test_portable_path_graph_train_loop_matches_cpu_path():
+def test_portable_path_graph_train_loop_matches_cpu_path(tmp_path):
     """halonet_26t, Graph mode (jit_level O2, as MindCV's train.py), 12 train steps in a child process with
     a timeout (ops.pad's backward hangs after 5-6 such steps; this path must not), the portable stem pool
     against the CPU one from the same weights: the same losses (the pool is exact in float32)."""
@@ -126,7 +124,7 @@ def test_portable_path_graph_train_loop_matches_cpu_path():
 
         print("@@RESULT@@" + json.dumps({"portable": losses(True), "cpu": losses(False)}))
     """
-    proc = run_python(code, cwd=".", timeout=420)
+    proc = run_python(code, cwd=tmp_path, timeout=420)
     res = parse_result(proc.stdout)
     assert len(res["portable"]) == 12 and np.all(np.isfinite(res["portable"]))
     np.testing.assert_allclose(res["portable"], res["cpu"], rtol=1e-5, atol=0)

@@ -4,7 +4,6 @@ CI sizes: halonet_26t only, 32 px, batch 2, 2 steps (the default on a device: bo
 batch 8, 20 steps). The positive run uses the recipes' O3 (on CPU with the fixed-scale fallback), the
 failing run O0 with a NaN injected into one weight.
 """
-import importlib.util
 import json
 import math
 import subprocess
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import SCRIPTS_DIR, subprocess_env
+from tests.scripts import load_script
 
 SCRIPT = SCRIPTS_DIR / "device_smoke.py"
 SMALL = ["--device_target", "CPU", "--models", "halonet_26t", "--batch", "2", "--image-size", "32"]
@@ -27,14 +27,7 @@ def _run(args, timeout=600):
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("_device_smoke", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(SCRIPTS_DIR))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(SCRIPTS_DIR))
-    return module
+    return load_script("device_smoke")
 
 
 def test_cpu_run_passes_and_reports_one_json_line(tmp_path):
