@@ -140,7 +140,7 @@ def relative_error(device_logits, cpu_logits) -> float:
     return float(np.abs(d - r).max() / max(np.abs(r).max(), 1e-12))
 
 
-def run_one(model_name, amp_level, a, workdir):
+def run_one(model_name, amp_level, a):
     """Train one model under one amp level; returns (result dict, weights, eval batch, device logits)."""
     import numpy as np
 
@@ -155,8 +155,7 @@ def run_one(model_name, amp_level, a, workdir):
     recipe_args = load_args(recipe)
     ms.set_seed(0)
     net, loss = _build(model_name, args)
-    params = net.get_parameters()
-    params = list(params)
+    params = list(net.get_parameters())
     names = [p.name for p in params]  # before any wrapping renames them
     if a.inject_nan:
         first = params[0]
@@ -266,7 +265,7 @@ def main(argv=None):
             for amp_level in a.amp_levels:
                 key = f"{model_name}@{amp_level}"
                 try:
-                    result, weights, x_eval, logits = run_one(model_name, amp_level, a, workdir)
+                    result, weights, x_eval, logits = run_one(model_name, amp_level, a)
                 except Exception as exc:  # report and go on with the next run
                     report["runs"].append({"model": model_name, "amp_level": amp_level,
                                            "failures": [f"{type(exc).__name__}: {exc}"[:500]]})
