@@ -94,7 +94,7 @@ done(missing=PRIVATE_API_MISSING, has_cell=Cell_ is not None, same=Float32Cell i
 
 @pytest.mark.parametrize("breaker", ["row_gather_missing", "runtime_error"])
 def test_plugin_that_cannot_load_gives_one_message_and_mindcv_keeps_working(fresh_python, breaker):
-    """Any import failure of the plugin's shared module breaks all three entry points the same way:
+    """Any import failure of the plugin's shared module breaks all its entry points the same way:
     one warning line naming the cause, and MindCV's own models (halonet_50t: its built-in) still build."""
     if breaker == "row_gather_missing":
         prep = 'sys.modules["mindcv_halonet.layers.row_gather"] = None\n'
@@ -111,14 +111,16 @@ def test_plugin_that_cannot_load_gives_one_message_and_mindcv_keeps_working(fres
 import mindcv.models
 from mindcv.models import create_model, is_model, model_entrypoint
 from mindcv_halonet_autoload.loader import plugin_state
+from mindcv_halonet_autoload.loader import LAYER_GROUP, MODEL_GROUP, _dist_name, _entry_points
+ours = [ep for group in (LAYER_GROUP, MODEL_GROUP) for ep in _entry_points(group) if _dist_name(ep) == "mindcv-halonet"]
 net = create_model("resnet18", num_classes=4)
-done(resnet=type(net).__name__, halonet_26t=is_model("halonet_26t"),
+done(resnet=type(net).__name__, halonet_26t=is_model("halonet_26t"), ours=len(ours),
      halonet_50t=model_entrypoint("halonet_50t").__module__, failed=len(plugin_state()["failed"]))
 """))
     assert res["resnet"] == "ResNet"
     assert res["halonet_26t"] is False
     assert res["halonet_50t"].startswith("mindcv.models")  # MindCV's built-in, untouched
-    assert res["failed"] == 3
+    assert res["ours"] >= 3 and res["failed"] == res["ours"]  # every entry point of the plugin failed ...
     lines = [line for line in proc.stderr.splitlines() if "skipping broken MindCV plugin" in line]
-    assert len(lines) == 1, proc.stderr[-3000:]
-    assert "3 entry points" in lines[0] and cause in lines[0] and "mindcv-halonet" in lines[0]
+    assert len(lines) == 1, proc.stderr[-3000:]  # ... and that is said once, with the cause
+    assert f"{res['ours']} entry points" in lines[0] and cause in lines[0] and "mindcv-halonet" in lines[0]
