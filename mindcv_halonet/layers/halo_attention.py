@@ -36,7 +36,8 @@ The content and relative logits and the softmax always run in float32, whatever 
 back and the output is returned in the compute dtype (the dtype of the projected values).
 MindSpore's O2/O3 call ``to_float(float16)`` recursively, which makes every op of every sub-cell
 cast its inputs to float16; the two cells that compute logits (``RelPosEmbed``, ``AttentionWeights``)
-are ``Float32Cell``s, which turn such a request into float32 for themselves. Releases propagate
+are ``Float32Cell``s (``precision.py``, the plugin's only private-API use), which turn such a request
+into float32 for themselves. Releases propagate
 ``to_float`` in one of two ways and ``Float32Cell`` intercepts both (see its docstring);
 ``tests/layers/test_mixed_precision_propagation.py`` applies each and fails if MindSpore renames them.
 """
@@ -48,11 +49,12 @@ import numpy as np
 
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
-from mindspore._c_expression import Cell_, MixedPrecisionType  # what nn.Cell's precision setters use
 from mindspore.common.initializer import Normal, initializer
 from mindspore.ops import constexpr
 
 from .checks import check_image_input
+from .precision import Float32Cell
+from .precision_guard import check_precision_mode
 from .row_gather import RowGather, inverse_table
 
 __all__ = ["HaloAttention", "RelPosEmbed", "AttentionWeights", "Float32Cell", "make_divisible", "halo_dims"]
@@ -126,51 +128,6 @@ def halo_dims(
         use_avg_pool=use_avg_pool,
         scale=dim_head_qk**-0.5,
     )
-
-
-def _float32_instead(mixed_type):
-    """``MixedPrecisionType.FP16``/``BF16`` -> ``FP32``; anything else (FP32, NOTSET) unchanged."""
-    lowered = {getattr(MixedPrecisionType, name, None) for name in ("FP16", "BF16")} - {None}
-    return MixedPrecisionType.FP32 if mixed_type in lowered else mixed_type
-
-
-class Float32Cell(nn.Cell):
-    """A cell that always computes in float32: a request from an enclosing ``to_float(float16)`` /
-    ``to_float(bfloat16)`` (MindSpore AMP O2/O3) is turned into float32 for this cell and its children.
-
-    MindSpore marks a cell's precision in its C++ part (``Cell_.set_mixed_precision_type``; Graph
-    mode) and, in 2.x, also in the Python attribute ``mixed_precision_type`` (PyNative). How
-    ``to_float`` reaches a sub-cell depends on the release:
-
-    * 2.7-2.10 (and recent 2.x): ``to_float`` -> ``add_flags_recursive(fp16=True)`` -> ``add_flags`` on
-      every cell -> ``_add_mixed_precision_flag``. Intercepted in :meth:`add_flags`.
-    * older releases (2.0 and around): ``to_float`` and ``add_flags_recursive`` call
-      ``_set_mixed_precision_type_recursive(MixedPrecisionType.FP16)``, which sets the C++ mark and
-      recurses through the same method of each child, never through ``add_flags``. Intercepted in
-      :meth:`_set_mixed_precision_type_recursive`.
-
-    :meth:`to_float` called on this cell itself asks for float32 whatever the argument.
-    """
-
-    def add_flags(self, **flags):
-        if flags.get("fp16") or flags.get("bf16"):
-            flags = dict(flags, fp16=False, bf16=False, fp32=True)
-        return super().add_flags(**flags)
-
-    def _set_mixed_precision_type_recursive(self, mixed_type):
-        mixed_type = _float32_instead(mixed_type)
-        Cell_.set_mixed_precision_type(self, mixed_type)
-        if "mixed_precision_type" in self.__dict__:  # the Python-side mark of 2.x (PyNative reads it)
-            self.mixed_precision_type = mixed_type
-        for cell in self.cells():
-            setter = getattr(cell, "_set_mixed_precision_type_recursive", None)
-            if setter is not None:
-                setter(mixed_type)
-            else:
-                cell.add_flags_recursive(fp32=mixed_type == MixedPrecisionType.FP32)
-
-    def to_float(self, dst_type):
-        return super().to_float(ms.float32)
 
 
 class Float32RowGather(Float32Cell, RowGather):
@@ -391,6 +348,7 @@ class HaloAttention(nn.Cell):
     ):
         super().__init__()
         d = halo_dims(dim, dim_out, stride, num_heads, dim_head, block_size, halo_size, qk_ratio, avg_down)
+        check_precision_mode()  # on Ascend, once per process: does precision_mode keep the float32 logits?
         self.dim = dim
         self.stride = stride
         self.dim_out = d["dim_out"]
@@ -453,6 +411,10 @@ class HaloAttention(nn.Cell):
         v = self.gather(_rows_with_zero(v), kv_index, kv_inverse).reshape(n, win * win, dv)
 
         # logits and softmax in float32, weights back in the compute dtype: (N, bq*bq, win*win)
+        # Cast here, not only inside the Float32Cells: under amp O2/O3 in Graph mode a Float32Cell's input
+        # arrives cast to float32, and AttentionWeights' custom bprop then returns float32 gradients that
+        # autodiff cannot add to RelPosEmbed's float16 ones (AddN type error at compile time).
+        q, k = q.astype(ms.float32), k.astype(ms.float32)
         attn = self.attn_weights(q, k, self.pos_embed(q)).astype(v.dtype)
         out = ops.bmm(attn, v)  # (N, bq*bq, dv)
 

@@ -318,15 +318,35 @@ def stem_layout(stem_type: str, stem_chs: int) -> Tuple[Tuple[int, ...], int]:
 class StemMaxPool(nn.Cell):
     """3x3 / stride-2 max-pool with padding 1 that acts like -inf (padded positions never win).
 
-    Training uses MindSpore's padded ``nn.MaxPool2d`` (its backward is fast on CPU); inference takes
-    the max of three strided slices per axis, rows then columns (about 1.7x faster forward on CPU,
-    2-3x slower backward). Both compute the same function: output size floor((n - 1) / 2) + 1.
+    Training, on every backend but CPU: pad with the lowest value (``concat``, not ``ops.pad``, whose
+    backward can hang on CPU) and a VALID ``ops.MaxPool`` -- plain ops that every backend has, unlike
+    the padded ``nn.MaxPool2d``, which runs ``MaxPool3DWithArgmax`` (experimental, AICPU on Ascend).
+    Training on CPU keeps the padded ``nn.MaxPool2d``: it computes the same values and gradients
+    (``tests/models/test_stem_pool_portable.py``: float32 forward and backward exactly, ties included)
+    and its backward is faster on CPU. ``portable=True/False`` forces a path; ``None`` (default) picks
+    from ``device_target`` when the cell is built.
+    Inference takes the max of three strided slices per axis, rows then columns (about 1.7x faster
+    forward on CPU). All paths compute the same function: output size floor((n - 1) / 2) + 1.
     """
 
-    def __init__(self):
+    def __init__(self, portable: Optional[bool] = None):
         super().__init__()
-        self.pool = nn.MaxPool2d(kernel_size=3, stride=2, pad_mode="pad", padding=1)
+        if portable is None:
+            portable = ms.get_context("device_target") != "CPU"
+        self.portable = bool(portable)
+        if self.portable:
+            self.pool = ops.MaxPool(kernel_size=3, strides=2, pad_mode="VALID")
+        else:
+            self.pool = nn.MaxPool2d(kernel_size=3, stride=2, pad_mode="pad", padding=1)
         self.lowest = -3.0e38  # below every float32 value; -inf once cast to float16
+
+    def _pad_lowest(self, x: Tensor) -> Tensor:
+        """One row/column of ``lowest`` on each side of H and W."""
+        b, c, h, w = x.shape
+        row = ops.ones((b, c, 1, w), x.dtype) * self.lowest
+        x = ops.concat((row, x, row), 2)
+        col = ops.ones((b, c, h + 2, 1), x.dtype) * self.lowest
+        return ops.concat((col, x, col), 3)
 
     def _max3_stride2(self, x: Tensor, axis: int) -> Tensor:
         n = x.shape[axis]
@@ -349,6 +369,8 @@ class StemMaxPool(nn.Cell):
 
     def construct(self, x: Tensor) -> Tensor:
         if self.training:
+            if self.portable:
+                return self.pool(self._pad_lowest(x))
             return self.pool(x)
         return self._max3_stride2(self._max3_stride2(x, 2), 3)
 
