@@ -17,6 +17,8 @@
 #     reader is plain torch code, no MindSpore);
 #   * tests/layers/test_halo_attention_property.py -- its reference gradient is float64 torch
 #     autograd (the layer's other reference tests, incl. gradients against timm fixtures, do run).
+# MindOCR (tests/downstream): mindocr 0.5.0 imports mindspore.parallel._transformer, which only 2.7.0 still
+# has; in the 2.7.0 environment requirements/mindocr.txt is installed --no-deps and tests/downstream runs too.
 # Exit status: non-zero if any environment could not be set up or any run failed.
 set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,6 +27,7 @@ VERSIONS="${MINDCV_HALONET_MS_VERSIONS:-2.7.0 2.10.0}"
 SUITES=(tests/layers tests/plugin tests/convert)
 DESELECT=(tests/convert/test_cli.py::test_pth_input_with_torch tests/layers/test_halo_attention_property.py)
 DESELECT_WHY="needs torch in-process; the matrix environments have no torch (runs in the 2.8.0 suite)"
+MINDOCR_MS="2.7.0"
 
 if [ -z "${MINDCV_HALONET_TIMM_PYTHON:-}" ] && [ -x "$BASE/bin/python" ] \
         && "$BASE/bin/python" -c "import torch, timm" >/dev/null 2>&1; then
@@ -72,6 +75,20 @@ for version in $VERSIONS; do
         failed+=("$version (setup)")
         continue
     fi
+    suites=("${SUITES[@]}")
+    if [ "$version" = "$MINDOCR_MS" ]; then
+        echo "[matrix] mindspore $version: installing requirements/mindocr.txt (--no-deps) for tests/downstream"
+        log="$(mktemp)"
+        if ! "$venv/bin/python" -m pip install --disable-pip-version-check --no-deps \
+                -r "$REPO/requirements/mindocr.txt" >"$log" 2>&1; then
+            cat "$log" >&2
+            rm -f "$log"
+            failed+=("$version (mindocr setup)")
+            continue
+        fi
+        rm -f "$log"
+        suites+=(tests/downstream)
+    fi
     setup_s=$((SECONDS - start))
     args=()
     for d in "${DESELECT[@]}"; do
@@ -81,9 +98,9 @@ for version in $VERSIONS; do
         esac
         echo "[matrix] mindspore $version: deselected $d -- $DESELECT_WHY"
     done
-    echo "[matrix] mindspore $version: pytest ${SUITES[*]} (timm reference interpreter: ${MINDCV_HALONET_TIMM_PYTHON:-none})"
+    echo "[matrix] mindspore $version: pytest ${suites[*]} (timm reference interpreter: ${MINDCV_HALONET_TIMM_PYTHON:-none})"
     start=$SECONDS
-    PATH="$venv/bin:$PATH" "$venv/bin/python" -m pytest -q -p no:cacheprovider -rfEs --durations=10 "${args[@]}" "${SUITES[@]}"
+    PATH="$venv/bin:$PATH" "$venv/bin/python" -m pytest -q -p no:cacheprovider -rfEs --durations=10 "${args[@]}" "${suites[@]}"
     rc=$?
     echo "[matrix] mindspore $version: pytest exit $rc, setup ${setup_s} s, tests $((SECONDS - start)) s"
     if [ "$rc" -ne 0 ]; then failed+=("$version (pytest exit $rc)"); fi
