@@ -13,7 +13,7 @@ Used by :mod:`.pretrained` for timm's ``model.safetensors``. Behaves like ``hugg
 Every environment variable is read at call time (huggingface_hub reads its own at import time; the
 endpoint, cache directory and offline flag are therefore passed to it explicitly).
 
-Two transports: ``huggingface_hub.hf_hub_download`` when huggingface_hub is importable (and
+Two transports: ``huggingface_hub.hf_hub_download`` when huggingface_hub >= 1 is importable (and
 ``MINDCV_HALONET_NO_HF_HUB`` is not set), else the standard library (``urllib``) with a progress
 counter on stderr. Both take the expected size and sha256 from the Hub's metadata (``HEAD`` of the
 resolve URL: ``X-Linked-Size`` / ``Content-Length`` and ``X-Linked-Etag`` / ``ETag``, which for an LFS
@@ -75,13 +75,17 @@ def hf_hub_cache() -> str:
 
 
 def use_huggingface_hub() -> bool:
+    """huggingface_hub's transport: when it is importable, ``MINDCV_HALONET_NO_HF_HUB`` is not set and it is
+    1.0 or newer. The 0.x line (on ``requests``; what MindOCR 0.5.0 users have, as it needs < 1) raises
+    bare ``requests`` errors that do not say truncated / unreachable, so the standard library is used."""
     if env_true(ENV_NO_HF_HUB):
         return False
     try:
-        import huggingface_hub  # noqa: F401
+        import huggingface_hub
     except ImportError:
         return False
-    return True
+    major = str(getattr(huggingface_hub, "__version__", "0")).split(".")[0]
+    return major.isdigit() and int(major) >= 1
 
 
 @dataclass(frozen=True)
