@@ -37,7 +37,13 @@ trap _reference_note EXIT
 
 cd "$REPO"
 full_run=0
-if [ "$#" -eq 0 ]; then set -- tests; full_run=1; fi
+if [ "$#" -eq 0 ]; then
+    # tests/downstream (MindOCR's DBNet) needs mindocr 0.5.0, which imports only on mindspore 2.7.0: it runs
+    # in the version matrix's 2.7.0 environment (scripts/test_versions.sh), not in this suite
+    echo "test.sh: not collected here: tests/downstream (mindocr 0.5.0 needs mindspore 2.7.0; runs in the version matrix)"
+    set -- tests --ignore=tests/downstream
+    full_run=1
+fi
 set +e
 python -m pytest -q -p no:cacheprovider -rfEs "$@"
 rc=$?

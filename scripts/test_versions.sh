@@ -22,6 +22,8 @@
 #     reader is plain torch code, no MindSpore);
 #   * tests/layers/test_halo_attention_property.py -- its reference gradient is float64 torch
 #     autograd (the layer's other reference tests, incl. gradients against timm fixtures, do run).
+# MindOCR (tests/downstream): mindocr 0.5.0 imports mindspore.parallel._transformer, which only 2.7.0 still
+# has; in the 2.7.0 environment requirements/mindocr.txt is installed --no-deps and tests/downstream runs too.
 # Exit status: non-zero if any environment could not be set up or any run failed.
 set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,6 +33,7 @@ SUITES=(tests/layers tests/plugin tests/weights tests/commands/test_convert.py t
 declare -A EXTRA_SUITES=([2.7.0]="tests/hub")  # with huggingface_hub 0.36.2 (requirements/matrix-2.7.0.txt)
 DESELECT=(tests/commands/test_convert.py::test_pth_input_with_torch tests/layers/test_halo_attention_property.py)
 DESELECT_WHY="needs torch in-process; the matrix environments have no torch (runs in the 2.8.0 suite)"
+MINDOCR_MS="2.7.0"
 
 if [ -z "${MINDCV_HALONET_TIMM_PYTHON:-}" ] && [ -x "$BASE/bin/python" ] \
         && "$BASE/bin/python" -c "import torch, timm" >/dev/null 2>&1; then
@@ -98,6 +101,20 @@ for version in $VERSIONS; do
         failed+=("$version (setup)")
         continue
     fi
+    suites=("${SUITES[@]}")
+    if [ "$version" = "$MINDOCR_MS" ]; then
+        echo "[matrix] mindspore $version: installing requirements/mindocr.txt (--no-deps) for tests/downstream"
+        log="$(mktemp)"
+        if ! "$venv/bin/python" -m pip install --disable-pip-version-check --no-deps \
+                -r "$REPO/requirements/mindocr.txt" >"$log" 2>&1; then
+            cat "$log" >&2
+            rm -f "$log"
+            failed+=("$version (mindocr setup)")
+            continue
+        fi
+        rm -f "$log"
+        suites+=(tests/downstream)
+    fi
     setup_s=$((SECONDS - start))
     args=()
     for d in "${DESELECT[@]}"; do
@@ -107,7 +124,6 @@ for version in $VERSIONS; do
         esac
         echo "[matrix] mindspore $version: deselected $d -- $DESELECT_WHY"
     done
-    suites=("${SUITES[@]}")
     if [ -n "${EXTRA_SUITES[$version]:-}" ]; then suites+=(${EXTRA_SUITES[$version]}); fi
     echo "[matrix] mindspore $version: pytest ${suites[*]} (timm reference interpreter: ${MINDCV_HALONET_TIMM_PYTHON:-none};" \
          "huggingface_hub $("$venv/bin/python" -c 'import huggingface_hub; print(huggingface_hub.__version__)' 2>/dev/null))"

@@ -88,6 +88,7 @@ class ConvNormAct(nn.Cell):
         stride: int = 1,
         groups: int = 1,
         act_layer: Optional[Callable[[], nn.Cell]] = None,
+        dilation: int = 1,
     ):
         super().__init__()
         self.conv = nn.Conv2d(
@@ -96,7 +97,8 @@ class ConvNormAct(nn.Cell):
             kernel_size,
             stride=stride,
             pad_mode="pad",
-            padding=symmetric_padding(kernel_size, stride),
+            padding=symmetric_padding(kernel_size, stride, dilation),
+            dilation=dilation,
             group=groups,
             has_bias=False,
             weight_init=_conv_init(),
@@ -187,9 +189,10 @@ class EcaModule(nn.Cell):
 CHANNEL_ATTENTION = {"se": SqueezeExcite, "eca": EcaModule}
 
 
-def _shortcut(in_chs: int, out_chs: int, stride: int) -> nn.Cell:
+def _shortcut(in_chs: int, out_chs: int, stride: int, dilation: Tuple[int, int] = (1, 1)) -> nn.Cell:
     # timm downsample='conv1x1': 1x1 conv (strided) + BN without activation when the shape changes
-    if in_chs != out_chs or stride != 1:
+    # (timm ``create_shortcut``: also when the block's first and later dilations differ)
+    if in_chs != out_chs or stride != 1 or dilation[0] != dilation[1]:
         return ConvNormAct(in_chs, out_chs, 1, stride=stride, act_layer=None)
     return nn.Identity()
 
@@ -215,6 +218,8 @@ class BottleneckBlock(_ResidualBlock):
     """ResNet bottleneck: 1x1 -> kxk (strided, grouped) -> [channel attention] -> 1x1, residual, activation.
 
     ``mid = make_divisible(out_chs * bottle_ratio)``; ``group_size`` 0 means a dense kxk conv.
+    ``dilation`` = (first, rest) as in timm's ``create_byob_stages`` (output_stride < 32): the kxk conv
+    is dilated by ``first``.
     """
 
     def __init__(
@@ -228,6 +233,7 @@ class BottleneckBlock(_ResidualBlock):
         attn_layer: Optional[Callable[[int], nn.Cell]] = None,
         drop_path_rate: float = 0.0,
         kernel_size: int = 3,
+        dilation: Tuple[int, int] = (1, 1),
     ):
         super().__init__()
         mid_chs = make_divisible(out_chs * bottle_ratio)
@@ -237,9 +243,10 @@ class BottleneckBlock(_ResidualBlock):
                 f"expected a divisor of {mid_chs} (or 0 for a dense conv)"
             )
         groups = mid_chs // group_size if group_size else 1
-        self.shortcut = _shortcut(in_chs, out_chs, stride)
+        self.shortcut = _shortcut(in_chs, out_chs, stride, dilation)
         self.conv1_1x1 = ConvNormAct(in_chs, mid_chs, 1, act_layer=act_layer)
-        self.conv2_kxk = ConvNormAct(mid_chs, mid_chs, kernel_size, stride=stride, groups=groups, act_layer=act_layer)
+        self.conv2_kxk = ConvNormAct(mid_chs, mid_chs, kernel_size, stride=stride, groups=groups, act_layer=act_layer,
+                                     dilation=dilation[0])
         self.attn = attn_layer(mid_chs) if attn_layer is not None else nn.Identity()
         self.conv3_1x1 = ConvNormAct(mid_chs, out_chs, 1, act_layer=None)
         self.drop_path = _drop_path_or_identity(drop_path_rate)
@@ -256,6 +263,8 @@ class SelfAttnBlock(_ResidualBlock):
     ``value_ratio`` (the paper's r_v) widens the attention output (values) to
     ``make_divisible(mid * value_ratio)``; with 1.0 the block is exactly timm's ``SelfAttnBlock``.
     ``attn_kwargs`` go to ``HaloAttention`` (block_size, halo_size, num_heads, dim_head, ...).
+    ``dilation`` only decides the shortcut (timm): the attention itself is never dilated; in a dilated
+    stage it runs at stride 1 on the larger map (timm's byobnet: "FIXME need to dilate self attn").
     """
 
     def __init__(
@@ -268,6 +277,7 @@ class SelfAttnBlock(_ResidualBlock):
         attn_kwargs: Optional[dict] = None,
         value_ratio: float = 1.0,
         drop_path_rate: float = 0.0,
+        dilation: Tuple[int, int] = (1, 1),
     ):
         super().__init__()
         attn_kwargs = dict(attn_kwargs or {})
@@ -278,7 +288,7 @@ class SelfAttnBlock(_ResidualBlock):
             num_heads = attn_kwargs.get("num_heads", 8)
             # keep query/key at the bottleneck width; only the values grow
             attn_kwargs.setdefault("dim_head", mid_chs // num_heads)
-        self.shortcut = _shortcut(in_chs, out_chs, stride)
+        self.shortcut = _shortcut(in_chs, out_chs, stride, dilation)
         self.conv1_1x1 = ConvNormAct(in_chs, mid_chs, 1, act_layer=act_layer)
         self.self_attn = HaloAttention(mid_chs, dim_out=attn_out, stride=stride, **attn_kwargs)
         self.post_attn = BatchNormAct2d(attn_out, act_layer=act_layer)

@@ -42,7 +42,9 @@ from mindcv.models.registry import register_model
 
 from mindcv_halonet.weights.hub import DEFAULT_ENDPOINT, DEFAULT_FILENAME, DEFAULT_REVISION
 
-from .builder import ALL_BLOCKS, HaloNet, ModelSpec, StageSpec, feature_info_of, validate_model_args
+from .builder import (
+    ALL_BLOCKS, HaloNet, ModelSpec, StageSpec, check_output_stride, feature_info_of, validate_model_args,
+)
 from .pretrained import check_request, load_pretrained
 
 __all__ = ["HaloNet", "default_cfgs", "model_specs", "PAPER_H_TABLE"]
@@ -179,7 +181,7 @@ default_cfgs = {
     **{name: _cfg(input_size=(3, row[0], row[0])) for name, row in PAPER_H_TABLE.items()},
 }
 
-_ALLOWED_KWARGS = ("drop_rate", "drop_path_rate", "zero_init_last")
+_ALLOWED_KWARGS = ("drop_rate", "drop_path_rate", "zero_init_last", "output_stride")
 
 
 def _check_features_args(name: str, features_only, out_indices) -> Optional[List[int]]:
@@ -222,6 +224,7 @@ def _create_halonet(
     if not isinstance(pretrained, bool):
         raise ValueError(f"pretrained={pretrained!r} is invalid; expected True or False")
     validate_model_args(num_classes, in_channels, kwargs.get("drop_rate", 0.0), kwargs.get("drop_path_rate", 0.0))
+    check_output_stride(kwargs.get("output_stride", 32))
     indices = _check_features_args(name, features_only, out_indices)
     default_cfg = default_cfgs[name]
     if pretrained:

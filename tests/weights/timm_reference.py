@@ -11,7 +11,7 @@ Sub-commands
     shape and dtype, in timm's order. This is how ``tests/data/timm_keys/`` was produced
     (once, with timm 1.0.31 / torch 2.14.1); the files are committed test data.
 
-``reference OUT_NPZ --model NAME [--seed S] [--size HW] [--batch N]``
+``reference OUT_NPZ --model NAME [--seed S] [--size HW] [--batch N] [--output-stride 32|16|8]``
     Build the timm model with seeded random weights, replace every BatchNorm's weight, bias,
     running mean and running variance by seeded non-trivial values (timm's own init sets them
     to 1/0/0/1 and zero-inits the last BN of each residual branch, which would hide a wrong
@@ -125,13 +125,13 @@ def randomize_batchnorm(model, calibration_input, generator):
             bn.num_batches_tracked.fill_(int(torch.randint(1, 1000, (1,), generator=generator)))
 
 
-def make_reference(out_npz, name, seed, size, batch, float64=False):
+def make_reference(out_npz, name, seed, size, batch, float64=False, output_stride=32):
     import numpy as np
     import timm
     import torch
 
     torch.manual_seed(seed)
-    model = timm.create_model(name, pretrained=False)
+    model = timm.create_model(name, pretrained=False, output_stride=output_stride)
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed + 2))
     randomize_batchnorm(model, x, torch.Generator().manual_seed(seed + 1))
 
@@ -180,6 +180,8 @@ def main(argv=None):
     p_ref.add_argument("--threads", type=int, default=1)
     p_ref.add_argument("--float64", action="store_true",
                        help="also store logits_float64 / stageN_float64 (same network run in float64)")
+    p_ref.add_argument("--output-stride", type=int, default=32, choices=(8, 16, 32),
+                       help="timm's output_stride (dilated last stages below 32)")
     args = parser.parse_args(argv)
 
     if args.command == "keys":
@@ -188,7 +190,7 @@ def main(argv=None):
         import torch
 
         torch.set_num_threads(args.threads)
-        make_reference(args.out_npz, args.model, args.seed, args.size, args.batch, args.float64)
+        make_reference(args.out_npz, args.model, args.seed, args.size, args.batch, args.float64, args.output_stride)
     return 0
 
 
