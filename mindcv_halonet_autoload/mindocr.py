@@ -91,7 +91,7 @@ def save_mindocr_checkpoint(src: str, dst: str) -> int:
     :func:`to_mindocr_names` (atomically). Returns the number of tensors written."""
     import mindspore as ms
 
-    from mindcv_halonet.convert.writer import check_output_path, save_checkpoint_atomic
+    from mindcv_halonet.weights.files import check_output_path, save_checkpoint_atomic
 
     check_output_path(dst)
     params = {name: p.asnumpy() for name, p in ms.load_checkpoint(src).items()}

@@ -25,7 +25,7 @@ from mindcv.models import create_model
 
 from mindcv_halonet.models import halonet
 from mindcv_halonet.models.builder import feature_info_of
-from tests.convert.helpers import TIMM_REFERENCE_SCRIPT, forward_stages, load_into, max_errors
+from tests.weights.helpers import TIMM_REFERENCE_SCRIPT, forward_stages, load_into, max_errors
 
 VARIANTS = sorted(halonet.model_specs)
 STRIDES = (8, 16, 32)
@@ -89,7 +89,7 @@ def test_shapes_at_an_odd_size(name, pynative):
 
 @pytest.fixture(scope="module")
 def timm_reference(tmp_path_factory):
-    from tests.convert.test_timm_numerical import timm_python
+    from tests.weights.test_timm_numerical import timm_python
 
     python, reason = timm_python()
     if python is None:
@@ -110,7 +110,7 @@ def timm_reference(tmp_path_factory):
 
 @pytest.mark.parametrize("timm_name, output_stride", [("halonet50ts", 16), ("halonet26t", 8)])
 def test_output_stride_matches_timm(timm_reference, timm_name, output_stride, pynative):
-    from mindcv_halonet.convert import convert_state
+    from mindcv_halonet.commands.convert import convert_state
 
     ref = timm_reference(timm_name, output_stride)
     state = {k[len("state/"):]: ref[k] for k in ref.files if k.startswith("state/")}
