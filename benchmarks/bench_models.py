@@ -36,12 +36,14 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: our model -> timm's (None: timm has no such model; ours is measured alone)
 TIMM_NAMES = {"halonet_50t": "halonet50ts", "halonet_26t": "halonet26t", "halonet_h1": "halonet_h1", "resnet50": "resnet50",
-              "halonet_h0": None, "halonet_h2": None}
+              "halonet_h0": None, "halonet_h2": None, "halonet_h3": None, "halonet_h4": None}
+#: the H family at the paper's resolutions (``--h-family`` table)
+H_SIZES = {"halonet_h0": 256, "halonet_h1": 256, "halonet_h2": 256, "halonet_h3": 320, "halonet_h4": 384}
 NO_TIMM = "timm has no such model"
 
 
 # ------------------------------------------------------------------------------------------ workers
-def _median_time(fn, repeats, warmup):
+def median_time(fn, repeats, warmup):
     for _ in range(warmup):
         fn()
     samples = []
@@ -89,7 +91,6 @@ def worker_mindspore(model_name, mode_name, task, args):
     import mindspore as ms
     from mindspore import Tensor, nn
 
-    sys.path.insert(0, ROOT)
     ms.set_context(mode=ms.GRAPH_MODE if mode_name == "graph" else ms.PYNATIVE_MODE, device_target="CPU")
     ms.set_seed(0)
     if model_name == "mindcv_builtin_halonet_50t":
@@ -119,7 +120,7 @@ def worker_mindspore(model_name, mode_name, task, args):
     t0 = time.perf_counter()
     fn()
     first = time.perf_counter() - t0
-    med, samples = _median_time(fn, args.repeats, warmup=1)
+    med, samples = median_time(fn, args.repeats, warmup=1)
     result.update(seconds=med, samples=samples, first_call_s=first)
     if mode_name == "graph":
         result["compile_s"] = max(0.0, first - med)
@@ -157,7 +158,7 @@ def worker_torch(model_name, task, args):
     t0 = time.perf_counter()
     fn()
     first = time.perf_counter() - t0
-    med, samples = _median_time(fn, args.repeats, warmup=1)
+    med, samples = median_time(fn, args.repeats, warmup=1)
     result = dict(seconds=med, samples=samples, first_call_s=first, version=f"torch {torch.__version__}, timm {timm.__version__}")
     if task == "train":
         result["step_peak_mb"] = steady_step_peak_mb(fn)
@@ -188,12 +189,11 @@ def worker_matmul(framework, macs, args):
 
         mm, ta = Bmm(), Tensor(a)
         fn = lambda: mm(ta, ta).asnumpy()  # noqa: E731
-    med, _ = _median_time(fn, args.repeats, warmup=2)
+    med, _ = median_time(fn, args.repeats, warmup=2)
     return dict(seconds=med * macs / (b * 512**3))
 
 
 def worker_macs(model_name, args):
-    sys.path.insert(0, ROOT)
     from mindcv_halonet.models.complexity import count_macs
 
     if model_name == "resnet50":
@@ -245,12 +245,13 @@ def describe_error(exc):
 def spawn(args, **kw):
     kw.setdefault("repeats", args.repeats)
     size = kw.pop("size", args.size)
-    cmd = [sys.executable, os.path.abspath(__file__), "--batch", str(args.batch), "--size", str(size),
+    batch = kw.pop("batch", args.batch)
+    cmd = [sys.executable, os.path.abspath(__file__), "--batch", str(batch), "--size", str(size),
            "--threads", str(args.threads)]
     for k, v in kw.items():
         cmd += [f"--{k}", str(v)]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), GLOG_v="3")
-    label = " ".join(f"{k}={v}" for k, v in kw.items() if k != "repeats") + f" size={size}"
+    label = " ".join(f"{k}={v}" for k, v in kw.items() if k != "repeats") + f" size={size} batch={batch}"
     print(f"  running {label} ...", file=sys.stderr, flush=True)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
@@ -284,9 +285,11 @@ def make_markdown(results, args):
         f"({args.pynative_repeats} for MindSpore PyNative) after warm-up, one subprocess per cell; {results['env']}.",
         "",
         "| model | implementation | inference img/s | train-step img/s | train peak RSS MB | steady step peak MB | "
-        "first train call s | Graph compile s | infer ours/timm | train ours/timm | train RSS ours/timm |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "first train call s | Graph compile s | infer ours/timm | train ours/timm | train RSS ours/timm | "
+        "MB/img | MB/img ours/timm |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    slopes = results.get("slope", {}).get("models", {})
     for model, rows in results["models"].items():
         timm_row = rows.get("timm (PyTorch CPU)", {})
         t_inf = img_s(args.batch, timm_row.get("infer", {}))
@@ -297,7 +300,7 @@ def make_markdown(results, args):
             err = r.get("infer", {}).get("error") or r.get("train", {}).get("error")
             if inf is None and tr is None and err:
                 what = err if err == NO_TIMM else f"unsupported on CPU: `{err[:90]}`"
-                lines.append(f"| {model} | {impl} | {what} | | | | | | | | |")
+                lines.append(f"| {model} | {impl} | {what} | | | | | | | | | | |")
                 continue
             peer = not impl.startswith("timm")
             train = r.get("train", {})
@@ -306,9 +309,59 @@ def make_markdown(results, args):
             ratio_t = fmt(tr / t_tr) if tr and t_tr and peer else ""
             ratio_m = fmt(mem / t_mem) if mem and t_mem and peer else ""
             step_mem, first, comp = train.get("step_peak_mb"), train.get("first_call_s"), train.get("compile_s")
+            sl = slopes.get(model, {})
+            per_img = (sl.get("timm_mb_per_image") if impl.startswith("timm")
+                       else sl.get("ours_mb_per_image") if impl.startswith("MindSpore Graph") else None)
+            ratio_s = (fmt(sl["ours_mb_per_image"] / sl["timm_mb_per_image"]) if impl.startswith("MindSpore Graph")
+                       and sl.get("ours_mb_per_image") and sl.get("timm_mb_per_image") else "")
             lines.append(f"| {model} | {impl} | {fmt(inf)} | {fmt(tr)} | {fmt(mem, 0) if mem else '—'} | "
                          f"{fmt(step_mem, 0) if step_mem else '—'} | {fmt(first, 1) if first is not None else ''} | "
-                         f"{fmt(comp, 1) if comp is not None else ''} | {ratio_i} | {ratio_t} | {ratio_m} |")
+                         f"{fmt(comp, 1) if comp is not None else ''} | {ratio_i} | {ratio_t} | {ratio_m} | "
+                         f"{fmt(per_img, 0) if per_img else ''} | {ratio_s} |")
+    return "\n".join(lines) + "\n"
+
+
+def make_slope_markdown(slope, args):
+    """Train-step peak RSS per batch size, ours (Graph) and timm, and the least-squares MB per image."""
+    batches = slope["batches"]
+    lines = [f"**Activation memory per image**: peak RSS of a train-step subprocess (Graph for ours) at batch "
+             f"{' / '.join(map(str, batches))}, {args.size} px; MB/img = least-squares slope of the peak against "
+             "the batch size. Same run as the table above.", "",
+             "| model | implementation | " + " | ".join(f"peak MB, batch {b}" for b in batches)
+             + " | s/step at each batch | MB/img | MB/img ours/timm |",
+             "|---|---|" + "---:|" * (len(batches) + 3)]
+    for model, per in slope["models"].items():
+        for who, label in (("ours", "MindSpore Graph (ours)"), ("timm", "timm (PyTorch CPU)")):
+            pts = per[who]
+            if not pts:
+                continue
+            peaks = [fmt(pts[str(b)].get("peak_rss_mb"), 0) if pts.get(str(b), {}).get("ok") else "failed"
+                     for b in batches]
+            steps = " / ".join(fmt(pts[str(b)].get("seconds"), 2) if pts.get(str(b), {}).get("ok") else "—"
+                               for b in batches)
+            mine, theirs = per.get(f"{who}_mb_per_image"), per.get("timm_mb_per_image")
+            ratio = fmt(mine / theirs) if who == "ours" and mine and theirs else ""
+            lines.append(f"| {model} | {label} | " + " | ".join(peaks) + f" | {steps} | {fmt(mine, 0)} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+def make_h_family_markdown(table, args):
+    """Ours only: the H family at the paper's resolutions."""
+    lines = ["**The H family at its own sizes** (ours, MindSpore Graph, train step; timm has only h1). "
+             f"Batch {args.batch} unless the peak would pass {next(iter(table.values()))['limit_mb']:,} MB; "
+             "MB/img = slope of the train-step peak RSS over the batches listed.", "",
+             "| model | px | batch | train-step img/s | s/step | train peak RSS MB | steady step peak MB | "
+             "MB/img | batches in slope | first train call s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+    for model, row in table.items():
+        r = row["result"]
+        if not r.get("ok"):
+            lines.append(f"| {model} | {row['size']} | {row['batch']} | failed: `{r.get('error', '')[:80]}` | | | | | | |")
+            continue
+        lines.append(f"| {model} | {row['size']} | {row['batch']} | {fmt(row['batch'] / r['seconds'])} | "
+                     f"{fmt(r['seconds'], 2)} | {fmt(r['peak_rss_mb'], 0)} | {fmt(r.get('step_peak_mb'), 0)} | "
+                     f"{fmt(row['mb_per_image'], 0)} | {', '.join(sorted(row['points'], key=int))} | "
+                     f"{fmt(r.get('first_call_s'), 1)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -383,6 +436,41 @@ def make_plot(results, args, path):
     return True
 
 
+def merge_rounds(runs):
+    """One result from the interleaved rounds of the same measurement: the median of every number
+    (times and peaks) over the rounds that ran; the first error when none did."""
+    ok = [r for r in runs if r.get("ok")]
+    if not ok:
+        return runs[0]
+    merged = dict(ok[0], rounds=len(ok))
+    for key, value in ok[0].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            vals = [r[key] for r in ok if r.get(key) is not None]
+            merged[key] = statistics.median(vals) if vals else None
+    merged["samples"] = [r.get("seconds") for r in ok]
+    return merged
+
+
+class Runner:
+    """Spawns measurements and remembers them by (worker, model, mode, task, size, batch), so that a
+    measurement asked for by two tables runs once."""
+
+    def __init__(self, args):
+        self.args, self.cache = args, {}
+
+    def train_or_infer(self, worker, model, task, mode=None, size=None, batch=None, repeats=None):
+        size, batch = size or self.args.size, batch or self.args.batch
+        key = (worker, model, mode, task, size, batch)
+        if key not in self.cache:
+            kw = dict(worker=worker, model=model, task=task, size=size, batch=batch)
+            if mode:
+                kw["mode"] = mode
+            if repeats:
+                kw["repeats"] = repeats
+            self.cache[key] = spawn(self.args, **kw)
+        return self.cache[key]
+
+
 def orchestrate(args):
     os.makedirs(args.out, exist_ok=True)
     env_line = []
@@ -393,22 +481,36 @@ def orchestrate(args):
     except Exception:
         pass
     results = {"args": {k: v for k, v in vars(args).items() if k not in ("worker",)}, "models": {}}
+    runner = Runner(args)
     for model in args.models:
         print(f"[{model}]", file=sys.stderr, flush=True)
-        rows = {}
+        # (label, worker, mode, repeats); ours and timm alternate within each round
+        peers = []
         for mode, label in (("graph", "MindSpore Graph (ours)"), ("pynative", "MindSpore PyNative (ours)")):
             if model == "resnet50":
                 label = label.replace("(ours)", "(MindCV resnet50)")
             if mode == "pynative" and (args.skip_pynative or model not in args.pynative_models):
                 continue
-            reps = args.pynative_repeats if mode == "pynative" else args.repeats
-            rows[label] = {t: spawn(args, worker="mindspore", model=model, mode=mode, task=t, repeats=reps)
-                           for t in ("infer", "train")}
+            peers.append((label, "mindspore", mode, args.pynative_repeats if mode == "pynative" else args.repeats))
+        if TIMM_NAMES[model] is not None:
+            peers.append(("timm (PyTorch CPU)", "torch", None, args.repeats))
+        runs = {(label, t): [] for label, *_ in peers for t in ("infer", "train")}
+        for _ in range(args.rounds):
+            for t in ("infer", "train"):
+                for label, worker, mode, reps in peers:
+                    kw = dict(worker=worker, model=model, task=t, repeats=reps)
+                    if mode:
+                        kw["mode"] = mode
+                    runs[(label, t)].append(spawn(args, **kw))
+        rows = {}
+        for (label, t), rr in runs.items():
+            rows.setdefault(label, {})[t] = merge_rounds(rr)
         if TIMM_NAMES[model] is None:
             rows["timm (PyTorch CPU)"] = {t: {"ok": False, "error": NO_TIMM} for t in ("infer", "train")}
-        else:
-            rows["timm (PyTorch CPU)"] = {t: spawn(args, worker="torch", model=model, task=t) for t in ("infer", "train")}
-        if model == "halonet_50t":
+        for label, worker, mode, _ in peers:  # the batch-8 train runs count for the slope table too
+            if mode in (None, "graph"):
+                runner.cache[(worker, model, mode, "train", args.size, args.batch)] = rows[label]["train"]
+        if model == "halonet_50t" and not args.skip_builtin:
             rows["MindCV built-in halonet_50t (Graph)"] = {
                 t: spawn(args, worker="mindspore", model="mindcv_builtin_halonet_50t", mode="graph", task=t)
                 for t in ("infer", "train")
@@ -427,10 +529,67 @@ def orchestrate(args):
                      if r.get("timm (PyTorch CPU)", {}).get("infer", {}).get("ok")), "timm not available")
     results["env"] = ", ".join(env_line + [timm_ver])
     results["macs_per_image"] = {m: results["models"][m].pop("_macs_per_image", None) for m in results["models"]}
+    if args.slope_models:
+        results["slope"] = run_slope(args, runner)
+    if args.h_family:
+        results["h_family"] = run_h_family(args, runner)
     if args.scaling_sizes:
         results["scaling"] = run_scaling(args)
     atomic_write(os.path.join(args.out, "models.json"), json.dumps(results, indent=2))
     render(results, args)
+
+
+def mb_per_image(points):
+    """Least-squares slope of peak RSS (MB) against batch size over ``{batch: result}``; None with fewer
+    than two batches that ran."""
+    xy = [(int(b), r["peak_rss_mb"]) for b, r in points.items() if r.get("ok") and r.get("peak_rss_mb")]
+    if len(xy) < 2:
+        return None
+    mx = sum(x for x, _ in xy) / len(xy)
+    my = sum(y for _, y in xy) / len(xy)
+    return sum((x - mx) * (y - my) for x, y in xy) / sum((x - mx) ** 2 for x, _ in xy)
+
+
+def run_slope(args, runner):
+    """Train-step peak RSS of ours (Graph) and timm at each of ``--slope-batches``, alternating."""
+    slope = {"batches": args.slope_batches, "models": {}}
+    for model in args.slope_models:
+        print(f"[slope {model}]", file=sys.stderr, flush=True)
+        per = {"ours": {}, "timm": {}}
+        for batch in args.slope_batches:
+            per["ours"][str(batch)] = runner.train_or_infer("mindspore", model, "train", mode="graph", batch=batch,
+                                                            repeats=args.slope_repeats)
+            if TIMM_NAMES.get(model):
+                per["timm"][str(batch)] = runner.train_or_infer("torch", model, "train", batch=batch,
+                                                                repeats=args.slope_repeats)
+        per["ours_mb_per_image"] = mb_per_image(per["ours"])
+        per["timm_mb_per_image"] = mb_per_image(per["timm"])
+        slope["models"][model] = per
+    return slope
+
+
+def run_h_family(args, runner, limit_mb=20000):
+    """Ours only: each H model at its paper resolution, batch ``--batch`` (8) or, where that would not fit
+    in ``limit_mb``, the largest batch that is predicted to (from batches 2 and 4); MB per image from the
+    slope between batch 4 and the batch reported."""
+    table = {}
+    for model in args.h_family:
+        size = H_SIZES[model]
+        print(f"[H family {model} {size}px]", file=sys.stderr, flush=True)
+        run = lambda b: runner.train_or_infer("mindspore", model, "train", mode="graph", size=size, batch=b,  # noqa: E731
+                                              repeats=args.slope_repeats)
+        points = {4: run(4)}
+        batch = args.batch
+        if points[4].get("ok") and 2 * points[4]["peak_rss_mb"] > limit_mb:  # peak is affine in batch: p(8) <= 2 p(4)
+            points[2] = run(2)
+            per = mb_per_image(points)
+            batch = max(2, min(args.batch, int(4 + (limit_mb - points[4]["peak_rss_mb"]) // per))) if per else 4
+        if batch not in points:
+            points[batch] = run(batch)
+        table[model] = {"size": size, "batch": batch, "result": points[batch],
+                        "points": {str(b): r for b, r in points.items()}, "mb_per_image": mb_per_image(points),
+                        "limit_mb": limit_mb}
+    return table
 
 
 def run_scaling(args):
@@ -450,6 +609,10 @@ def render(results, args):
     md = make_markdown(results, args)
     md += "\nForward GMACs per image: " + ", ".join(
         f"{m} {v / 1e9:.2f}" for m, v in macs_note.items() if v) + " (dense bmm ceiling = the same MACs as one dense matmul; x3 for a train step).\n"
+    if results.get("slope"):
+        md += "\n" + make_slope_markdown(results["slope"], args)
+    if results.get("h_family"):
+        md += "\n" + make_h_family_markdown(results["h_family"], args)
     if results.get("scaling"):
         md += "\n" + make_scaling_markdown(results["scaling"], args)
     atomic_write(os.path.join(args.out, "models.md"), md)
@@ -459,8 +622,16 @@ def render(results, args):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", nargs="+", default=["halonet_50t", "halonet_26t", "resnet50", "halonet_h1", "halonet_h0",
-                                                   "halonet_h2"])
+    p.add_argument("--models", nargs="+", default=["halonet_50t", "halonet_26t", "resnet50", "halonet_h1"])
+    p.add_argument("--rounds", type=int, default=2,
+                   help="interleaved rounds (ours, timm, ours, timm, ...) per model; medians over rounds")
+    p.add_argument("--slope-models", nargs="*", default=["halonet_50t", "halonet_26t", "halonet_h1"],
+                   help="models of the MB-per-image table (none: no table)")
+    p.add_argument("--slope-batches", type=int, nargs="+", default=[4, 8, 16])
+    p.add_argument("--slope-repeats", type=int, default=2, help="timed calls per slope / H-family subprocess")
+    p.add_argument("--h-family", nargs="*", default=list(H_SIZES),
+                   help="H models of the paper-resolution table (none: no table)")
+    p.add_argument("--skip-builtin", action="store_true", help="skip MindCV's built-in halonet_50t row")
     p.add_argument("--pynative-models", nargs="*", default=["halonet_50t", "halonet_26t", "resnet50"],
                    help="models that also get MindSpore PyNative rows (slow)")
     p.add_argument("--scaling-model", default="halonet_50t")
@@ -484,12 +655,18 @@ def main(argv=None):
     p.add_argument("--task", help=argparse.SUPPRESS)
     p.add_argument("--macs", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    for name in ("batch", "size", "repeats", "pynative_repeats", "threads", "timeout"):
+    for name in ("batch", "size", "repeats", "pynative_repeats", "threads", "timeout", "rounds", "slope_repeats"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')}={getattr(args, name)} is invalid; expected an integer >= 1")
     known = set(TIMM_NAMES)
     if args.worker is None and not set(args.models) <= known:
         p.error(f"--models={args.models} is invalid; expected a subset of {sorted(known)}")
+    if args.worker is None and not set(args.slope_models) <= known:
+        p.error(f"--slope-models={args.slope_models} is invalid; expected a subset of {sorted(known)}")
+    if args.worker is None and not set(args.h_family) <= set(H_SIZES):
+        p.error(f"--h-family={args.h_family} is invalid; expected a subset of {sorted(H_SIZES)}")
+    if args.worker is None and any(b < 1 for b in args.slope_batches):
+        p.error(f"--slope-batches={args.slope_batches} is invalid; expected batch sizes >= 1")
     if args.worker is None and args.scaling_sizes and not TIMM_NAMES.get(args.scaling_model):
         p.error(f"--scaling-model={args.scaling_model!r} is invalid; expected one with a timm peer: "
                 f"{sorted(m for m, t in TIMM_NAMES.items() if t)}")

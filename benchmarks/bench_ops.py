@@ -13,8 +13,7 @@ import os
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_models import _median_time, atomic_write  # noqa: E402
+from bench_models import atomic_write, median_time  # this script's own folder
 
 # name -> (kind, input shape (N, C, H, W), extra); shapes as in halonet_50t's stages at 256 px, batch 8
 OPS = {
@@ -28,7 +27,7 @@ OPS = {
 
 
 def _median(fn, repeats):
-    return _median_time(fn, repeats, warmup=2)[0]
+    return median_time(fn, repeats, warmup=2)[0]
 
 
 def worker_mindspore(kind, shape, extra, repeats):
@@ -42,7 +41,6 @@ def worker_mindspore(kind, shape, extra, repeats):
     if kind == "conv":
         net = nn.Conv2d(c, extra["cout"], extra["k"], pad_mode="pad", padding=extra["k"] // 2)
     elif kind == "silu":
-        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         from mindcv_halonet.layers import SiLU
 
         net = SiLU()

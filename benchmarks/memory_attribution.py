@@ -12,9 +12,7 @@ forward + cross-entropy + backward + SGD-momentum update, like ``bench_models.py
 Variants (``--variants``): ``full`` (the model as shipped), ``ms_silu`` (MindSpore's own ``nn.SiLU``
 instead of the plugin's lean-backward ``SiLU``), ``relu`` (SiLU trunk -> ReLU),
 ``attn_proj`` (each HaloAttention replaced by its 1x1 projections only, same output shape),
-``noattn_relu`` (both), ``rows_reshape`` / ``no_softmax_bprop`` (the attention's three input
-transposes per layer / its softmax backward swapped for same-shape stand-ins with wrong values, to
-weigh what each keeps), ``tiny`` (framework baseline: a 1-conv net), ``resnet50`` (MindCV's),
+``noattn_relu`` (both), ``tiny`` (framework baseline: a 1-conv net), ``resnet50`` (MindCV's),
 ``timm`` / ``timm_attn_proj`` (the timm peer, and the same with timm's HaloAttn cut to its
 projections). Differences between variants attribute the peak to parts.
 
@@ -27,12 +25,9 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_models import TIMM_NAMES, atomic_write, reset_peak_rss, status_mb  # noqa: E402
+from bench_models import TIMM_NAMES, atomic_write, reset_peak_rss, status_mb  # this script's own folder
 
-MS_VARIANTS = ("full", "ms_silu", "relu", "attn_proj", "noattn_relu", "rows_reshape", "no_softmax_bprop", "tiny",
-               "resnet50")
+MS_VARIANTS = ("full", "ms_silu", "relu", "attn_proj", "noattn_relu", "tiny", "resnet50")
 TORCH_VARIANTS = ("timm", "timm_attn_proj")
 
 
@@ -52,62 +47,52 @@ def _measure(step, build_mb):
 
 
 # ------------------------------------------------------------------------------------------ mindspore
-def _patch_ours(variant):
-    import mindcv_halonet.models.blocks as blocks
-    from mindspore import nn, ops
+def _projections_only(layer):
+    """A cell with HaloAttention ``layer``'s q / kv 1x1 convs only; output = q + v, strided / pooled like
+    the layer (same output shape). Built from the layer's public attributes."""
+    from mindspore import nn
 
-    from mindcv_halonet.layers import halo_dims
+    class ProjectionsOnly(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.dqk = layer.dim_out_qk
+            self.stride = layer.block_stride
+            self.q, self.kv, self.pool = layer.q, layer.kv, layer.pool
 
+        def construct(self, x):
+            v = self.kv(x)[:, self.dqk:]
+            if self.stride == 2:
+                v = v[:, :, ::2, ::2]
+            return self.pool(v + self.q(x))
+
+    return ProjectionsOnly()
+
+
+def _build_ours(model, variant):
+    """The model for ``variant``, through the public builder: ``HaloNet(spec)`` with the spec's activation
+    replaced (``relu``; ``ms_silu`` registers MindSpore's ``nn.SiLU`` in ``blocks.ACTIVATIONS`` under its
+    own name), and for ``attn_proj`` every block's ``self_attn`` attribute swapped for its projections."""
+    import dataclasses
+
+    from mindspore import nn
+
+    from mindcv_halonet.layers import HaloAttention
+    from mindcv_halonet.models import blocks
+    from mindcv_halonet.models.builder import HaloNet
+    from mindcv_halonet.models.halonet import model_specs
+
+    spec = model_specs[model]
     if variant in ("relu", "noattn_relu"):
-        blocks.ACTIVATIONS["silu"] = nn.ReLU
+        spec = dataclasses.replace(spec, act_layer="relu")
     if variant == "ms_silu":
-        blocks.ACTIVATIONS["silu"] = nn.SiLU
-    import mindspore as ms
-
-    import mindcv_halonet.layers.halo_attention as halo
-
-    def rows_with_zero_by_reshape(x):
-        """``rows_reshape``: HaloAttention's (G, C, L) -> (G, L + 1, C) with a reshape in place of the
-        transpose. Wrong values, same shapes and data flow: the difference to ``full`` is what the
-        three transposes per layer keep."""
-        g, c, length = x.shape
-        return ops.concat((x.reshape(g, length, c), ops.zeros((g, 1, c), x.dtype)), 1)
-
-    def bprop_without_softmax_backward(self, q, k, rel, out, dout):
-        """``no_softmax_bprop``: AttentionWeights' backward without the softmax backward (wrong values,
-        same shapes): the difference to ``full`` is what the softmax backward's temporaries cost."""
-        dout = dout.astype(ms.float32)
-        dq = ops.bmm(dout, k.astype(ms.float32))
-        dk = self.bmm_tn(dout, q.astype(ms.float32))
-        return dq.astype(q.dtype), dk.astype(k.dtype), dout.astype(rel.dtype)
-
-    if variant == "rows_reshape":
-        halo._rows_with_zero = rows_with_zero_by_reshape
-    if variant == "no_softmax_bprop":
-        halo.AttentionWeights.bprop = bprop_without_softmax_backward
+        blocks.ACTIVATIONS.setdefault("ms_silu", nn.SiLU)
+        spec = dataclasses.replace(spec, act_layer="ms_silu")
+    net = HaloNet(spec, num_classes=1000)
     if variant in ("attn_proj", "noattn_relu"):
-
-        class ProjectionsOnly(nn.Cell):
-            """HaloAttention's q / kv 1x1 convs only; output = q + v (strided / pooled like the layer)."""
-
-            def __init__(self, dim, dim_out=None, feat_size=None, stride=1, num_heads=8, dim_head=None,
-                         block_size=8, halo_size=3, qk_ratio=1.0, qkv_bias=False, avg_down=False,
-                         scale_pos_embed=False):
-                super().__init__()
-                d = halo_dims(dim, dim_out, stride, num_heads, dim_head, block_size, halo_size, qk_ratio, avg_down)
-                self.dqk = num_heads * d["dim_head_qk"]
-                self.stride = d["block_stride"]
-                self.q = nn.Conv2d(dim, self.dqk, 1, stride=self.stride, has_bias=bool(qkv_bias))
-                self.kv = nn.Conv2d(dim, self.dqk + d["dim_out"], 1, has_bias=bool(qkv_bias))
-                self.pool = nn.AvgPool2d(kernel_size=2, stride=2) if d["use_avg_pool"] else nn.Identity()
-
-            def construct(self, x):
-                v = self.kv(x)[:, self.dqk:]
-                if self.stride == 2:
-                    v = v[:, :, ::2, ::2]
-                return self.pool(v + self.q(x))
-
-        blocks.HaloAttention = ProjectionsOnly
+        for _, cell in list(net.cells_and_names()):
+            if isinstance(getattr(cell, "self_attn", None), HaloAttention):
+                cell.self_attn = _projections_only(cell.self_attn)
+    return net
 
 
 def worker_mindspore(args):
@@ -116,7 +101,6 @@ def worker_mindspore(args):
     import mindspore as ms
     from mindspore import Tensor, nn
 
-    sys.path.insert(0, ROOT)
     ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
     for opt in args.ms_context:
         key, value = opt.split("=", 1)
@@ -130,10 +114,7 @@ def worker_mindspore(args):
 
         net = resnet.resnet50(num_classes=1000)
     else:
-        _patch_ours(args.variant)
-        import mindcv_halonet.models.halonet as ours
-
-        net = getattr(ours, args.model)(num_classes=1000)
+        net = _build_ours(args.model, args.variant)
     x = Tensor(np.random.default_rng(0).standard_normal((args.batch, 3, args.size, args.size)).astype(np.float32))
     y = Tensor((np.arange(args.batch) % 1000).astype(np.int32))
     loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
@@ -150,17 +131,28 @@ def worker_torch(args):
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    if args.variant == "timm_attn_proj":
-        from timm.layers import halo_attn
-
-        def projections_only(self, x):
-            v = self.kv(x)[:, self.dim_out_qk:]
-            if self.block_stride == 2:
-                v = v[:, :, ::2, ::2]
-            return self.pool(v + self.q(x))
-
-        halo_attn.HaloAttn.forward = projections_only
     net = timm.create_model(TIMM_NAMES[args.model], num_classes=1000)
+    if args.variant == "timm_attn_proj":
+        from timm.layers.halo_attn import HaloAttn
+
+        class ProjectionsOnly(torch.nn.Module):
+            """timm HaloAttn's q / kv 1x1 convs only; output = q + v, like ours (``_projections_only``)."""
+
+            def __init__(self, layer):
+                super().__init__()
+                self.q, self.kv, self.pool = layer.q, layer.kv, layer.pool
+                self.dqk, self.stride = layer.dim_out_qk, layer.block_stride
+
+            def forward(self, x):
+                v = self.kv(x)[:, self.dqk:]
+                if self.stride == 2:
+                    v = v[:, :, ::2, ::2]
+                return self.pool(v + self.q(x))
+
+        for parent in list(net.modules()):
+            for name, child in list(parent.named_children()):
+                if isinstance(child, HaloAttn):
+                    setattr(parent, name, ProjectionsOnly(child))
     x = torch.randn(args.batch, 3, args.size, args.size)
     y = torch.arange(args.batch) % 1000
     net.train()

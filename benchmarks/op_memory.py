@@ -16,9 +16,7 @@ import os
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_models import reset_peak_rss, status_mb  # noqa: E402
+from bench_models import reset_peak_rss, status_mb  # this script's own folder
 
 VARIANTS = ("none", "transpose", "ops_gather", "row_gather")
 SHAPE, LAYERS = (64, 4096, 64), 10
@@ -30,7 +28,6 @@ def worker(variant):
     import mindspore as ms
     from mindspore import Parameter, Tensor, nn, ops
 
-    sys.path.insert(0, ROOT)
     from mindcv_halonet.layers.row_gather import RowGather, inverse_table
 
     ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
