@@ -57,7 +57,10 @@ def _projections_only(layer):
             super().__init__()
             self.dqk = layer.dim_out_qk
             self.stride = layer.block_stride
-            self.q, self.kv, self.pool = layer.q, layer.kv, layer.pool
+            bias = layer.q.has_bias
+            self.q = nn.Conv2d(layer.dim, self.dqk, 1, stride=self.stride, has_bias=bias)
+            self.kv = nn.Conv2d(layer.dim, self.dqk + layer.dim_out_v, 1, has_bias=bias)
+            self.pool = nn.AvgPool2d(kernel_size=2, stride=2) if layer.use_avg_pool else nn.Identity()
 
         def construct(self, x):
             v = self.kv(x)[:, self.dqk:]
@@ -92,6 +95,8 @@ def _build_ours(model, variant):
         for _, cell in list(net.cells_and_names()):
             if isinstance(getattr(cell, "self_attn", None), HaloAttention):
                 cell.self_attn = _projections_only(cell.self_attn)
+        for name, param in net.parameters_and_names():  # names by attribute path, as if built that way
+            param.name = name
     return net
 
 
