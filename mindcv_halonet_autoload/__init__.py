@@ -8,7 +8,12 @@ loaded), so mindspore and mindcv stay unloaded until the program itself imports 
 
 When ``mindcv.models`` has finished executing, the finder's loader calls
 :func:`mindcv_halonet_autoload.loader.load_plugins`, which imports every entry point of the
-groups ``mindcv.layers`` and ``mindcv.models``. The finder removes itself after that one call.
+groups ``mindcv.layers`` and ``mindcv.models``.
+
+The same finder also waits for MindOCR's vendored copy of MindCV's registry
+(``mindocr.models.backbones.mindcv_models.registry``, which MindOCR's ``mindcv.<name>`` backbones are
+looked up in): when that module has executed, :func:`mindcv_halonet_autoload.mindocr.register_models`
+adds this plugin's models to it. Each target fires once; the finder removes itself when both did.
 
 The hook is hand-written rather than taken from ``wrapt.register_post_import_hook``: importing
 ``wrapt`` (2.x) imports its whole package, asyncio and importlib.metadata included, measured at
@@ -21,10 +26,13 @@ registers the plugin explicitly.
 import os
 import sys
 
-__all__ = ["install", "uninstall", "is_installed", "autoload_disabled", "ENV_DISABLE", "TARGET_MODULE"]
+__all__ = [
+    "install", "uninstall", "is_installed", "autoload_disabled", "ENV_DISABLE", "TARGET_MODULE", "MINDOCR_REGISTRY",
+]
 
 ENV_DISABLE = "MINDCV_HALONET_DISABLE_AUTOLOAD"
 TARGET_MODULE = "mindcv.models"
+MINDOCR_REGISTRY = "mindocr.models.backbones.mindcv_models.registry"
 
 _DISABLE_VALUES = ("1", "true", "yes", "on")
 _ENABLE_VALUES = ("", "0", "false", "no", "off")
@@ -76,17 +84,20 @@ class _CallbackLoader:
 
 
 class _PostImportFinder:
-    """Meta-path finder that answers only for ``target`` by asking the other finders for its spec
-    and wrapping that spec's loader. Costs one string comparison for every other import."""
+    """Meta-path finder that answers only for ``target`` (and the names in ``more``, a dict
+    {module name: callback}) by asking the other finders for its spec and wrapping that spec's
+    loader. Costs one dict lookup for every other import."""
 
     mindcv_halonet_autoload = True  # marker, survives reloads of this module
 
-    def __init__(self, target, callback):
+    def __init__(self, target, callback, more=None):
         self.target = target
         self.callback = callback
+        self.pending = {target: callback, **(more or {})}
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != self.target:
+        callback = self.pending.get(fullname)
+        if callback is None:
             return None
         for finder in sys.meta_path:
             if finder is self or getattr(finder, "mindcv_halonet_autoload", False):
@@ -101,7 +112,7 @@ class _PostImportFinder:
             return None
         if spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
-        spec.loader = _CallbackLoader(spec.loader, self.callback)
+        spec.loader = _CallbackLoader(spec.loader, callback)
         return spec
 
 
@@ -110,8 +121,20 @@ def _our_finders():
 
 
 def is_installed() -> bool:
-    """True while the start-up hook waits for ``mindcv.models`` to be imported."""
+    """True while the start-up hook waits for ``mindcv.models`` (or MindOCR's registry) to be imported."""
     return bool(_our_finders())
+
+
+def _done(name) -> None:
+    """``name`` was imported: stop waiting for it (and remove the finder once it waits for nothing)."""
+    for finder in _our_finders():
+        pending = getattr(finder, "pending", {})
+        pending.pop(name, None)
+        if not pending:
+            try:
+                sys.meta_path.remove(finder)
+            except ValueError:
+                pass
 
 
 def uninstall() -> None:
@@ -124,7 +147,7 @@ def uninstall() -> None:
 
 
 def _on_target_imported(module) -> None:
-    uninstall()
+    _done(TARGET_MODULE)
     try:
         from mindcv_halonet_autoload.loader import load_plugins
 
@@ -139,17 +162,37 @@ def _on_target_imported(module) -> None:
         )
 
 
-def install() -> bool:
-    """Arrange for MindCV plugins to be loaded right after ``mindcv.models`` is imported.
+def _on_mindocr_registry_imported(module) -> None:
+    _done(MINDOCR_REGISTRY)
+    try:
+        from mindcv_halonet_autoload.mindocr import register_models
 
-    Called at start-up by the ``.pth``/``.start`` file. Idempotent. If ``mindcv.models`` is
-    already imported the plugins are loaded at once. Returns False if disabled by the environment.
+        register_models(module)
+    except Exception:  # never let a plugin problem break `import mindocr`
+        import logging
+
+        logging.getLogger("mindcv_halonet_autoload").warning(
+            "mindcv-halonet: registering the HaloNets into %s failed; MindOCR works without them",
+            MINDOCR_REGISTRY,
+            exc_info=True,
+        )
+
+
+def install() -> bool:
+    """Arrange for MindCV plugins to be loaded right after ``mindcv.models`` is imported (and for
+    the HaloNets to be added to MindOCR's vendored registry right after it is imported).
+
+    Called at start-up by the ``.pth``/``.start`` file. Idempotent. A target that is already
+    imported is handled at once. Returns False if disabled by the environment.
     """
     if autoload_disabled():
         return False
-    if TARGET_MODULE in sys.modules:
-        _on_target_imported(sys.modules[TARGET_MODULE])
+    if is_installed():
         return True
-    if not is_installed():
-        sys.meta_path.insert(0, _PostImportFinder(TARGET_MODULE, _on_target_imported))
+    more = {MINDOCR_REGISTRY: _on_mindocr_registry_imported}
+    finder = _PostImportFinder(TARGET_MODULE, _on_target_imported, more)
+    sys.meta_path.insert(0, finder)
+    for name, callback in list(finder.pending.items()):  # already imported: run now
+        if name in sys.modules:
+            callback(sys.modules[name])
     return True

@@ -13,8 +13,8 @@ warning line (a checkpoint of the built-in model does not load into the plugin's
 ``mindcv.models.<name>`` / ``mindcv.<name>`` attributes are pointed at the new function, and the
 "has pretrained weights" flag is made to follow the new model's ``default_cfgs`` entry.
 
-A broken entry point is logged as a warning (traceback at DEBUG level) and skipped; MindCV keeps
-working. Each entry point is attempted once per process, so calling :func:`load_plugins` again is
+A broken entry point is skipped (traceback at DEBUG level); MindCV keeps working. Failures are
+logged as one warning per distribution and cause, naming the entry points. Each entry point is attempted once per process, so calling :func:`load_plugins` again is
 cheap and logs nothing new. This module imports nothing heavy at import time.
 """
 import importlib
@@ -81,7 +81,9 @@ def _dist_name(ep) -> str:
     return getattr(dist, "name", None) or "unknown distribution"
 
 
-def _load_group(group):
+def _load_group(group, failures):
+    """Load the group's entry points not attempted yet; failures go to ``failures``
+    (``{(distribution, cause): [entry point, ...]}``), reported by :func:`_report_failures`."""
     loaded = []
     for ep in _entry_points(group):
         key = (group, ep.name, ep.value)
@@ -92,15 +94,23 @@ def _load_group(group):
             obj = ep.load()
         except Exception as exc:  # a broken plugin must not break MindCV
             _state.failed[key] = f"{type(exc).__name__}: {exc}"
-            _logger.warning(
-                "mindcv-halonet: skipping broken MindCV plugin entry point [%s] %s = %s (from %s): %s: %s",
-                group, ep.name, ep.value, _dist_name(ep), type(exc).__name__, exc,
-            )
+            failures.setdefault((_dist_name(ep), _state.failed[key]), []).append(f"[{group}] {ep.name} = {ep.value}")
             _logger.debug("traceback of the failed entry point %s", ep.value, exc_info=True)
             continue
         _state.loaded[key] = _dist_name(ep)
         loaded.append((ep, obj))
     return loaded
+
+
+def _report_failures(failures) -> None:
+    """One warning per distribution and cause: a plugin whose shared module fails to import breaks
+    all its entry points the same way, and its user needs the cause once, not once per entry point."""
+    for (dist, cause), entry_points in failures.items():
+        _logger.warning(
+            "mindcv-halonet: skipping broken MindCV plugin %s (%d entry point%s: %s): %s; MindCV's own models "
+            "are unaffected",
+            dist, len(entry_points), "" if len(entry_points) == 1 else "s", ", ".join(entry_points), cause,
+        )
 
 
 def _export_layer(layers_module, ep, obj) -> None:
@@ -195,10 +205,12 @@ def load_plugins() -> dict:
             _state.baseline = dict(getattr(registry, "_model_entrypoints", {}))
         _state.loading = True
         try:
-            for ep, obj in _load_group(LAYER_GROUP):
+            failures = {}
+            for ep, obj in _load_group(LAYER_GROUP, failures):
                 _export_layer(layers_module, ep, obj)
-            _load_group(MODEL_GROUP)
+            _load_group(MODEL_GROUP, failures)
         finally:
             _state.loading = False
+        _report_failures(failures)
         _reconcile_models(registry)
         return plugin_state()

@@ -26,8 +26,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
 
+# the scripts import each other: `python scripts/demo.py` puts this directory first on sys.path
+from atomic import atomic_write  # noqa: E402
 from digits_imagefolder import make_digits_imagefolder  # noqa: E402
 from factory_train import train  # noqa: E402
 from mindcv_args import CPU_OVERRIDES, load_args  # noqa: E402
@@ -137,14 +138,10 @@ def plot(path, curves, confusion, class_names, title) -> None:
     fig.colorbar(im, ax=ax_cm, fraction=0.046, pad=0.04)
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = f"{path}.tmp{os.getpid()}.png"
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def main(argv=None):

@@ -18,6 +18,12 @@ training. Usage::
 
     python scripts/factory_train.py -c configs/halonet/halonet_h0_ascend.yaml \
         --set device_target=CPU --set distribute=False ... [--result-json out.json] [--dump-weights DIR]
+
+On Ascend, ``--ascend-precision-mode MODE`` sets CANN's ``precision_mode`` (``ascend_config``), which
+MindCV's ``train.py`` has no option for; ``must_keep_origin_dtype`` keeps HaloAttention's float32 logits
+and softmax on every chip (docs/ascend.md). The recipes' loss scale cannot run on CPU: set
+``--set loss_scale_type=fixed --set drop_overflow_update=False`` there (``--set`` values are YAML, so
+``False`` is False, unlike MindCV's ``config.py``, which reads ``--drop_overflow_update False`` as True).
 """
 import argparse
 import json
@@ -26,18 +32,42 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
+# the scripts import each other: `python scripts/factory_train.py` puts this directory first on sys.path
+from atomic import atomic_write  # noqa: E402
 from mindcv_args import load_args, parse_override  # noqa: E402
 
 logger = logging.getLogger("mindcv.train")
 
+# CANN precision modes MindSpore accepts in ascend_config (mindspore/context.py, 2.8)
+ASCEND_PRECISION_MODES = ("force_fp16", "allow_fp32_to_fp16", "allow_mix_precision", "must_keep_origin_dtype",
+                          "force_fp32", "allow_fp32_to_bf16", "allow_mix_precision_fp16", "allow_mix_precision_bf16")
+
+
+def check_ascend_precision_mode(mode, device_target) -> None:
+    """Bad input before any work: the mode must be one MindSpore accepts, and only Ascend has it."""
+    if mode is None:
+        return
+    if mode not in ASCEND_PRECISION_MODES:
+        raise ValueError(f"--ascend-precision-mode={mode!r} is invalid; accepted: {', '.join(ASCEND_PRECISION_MODES)}")
+    if device_target != "Ascend":
+        raise ValueError(f"--ascend-precision-mode={mode!r} needs device_target='Ascend' (got {device_target!r}); "
+                         "CPU and GPU have no CANN precision mode")
+
+
+def set_ascend_precision_mode(mode) -> None:
+    """Call after ``set_context(device_target=...)`` and before any network is built."""
+    if mode is not None:
+        import mindspore as ms
+
+        ms.set_context(ascend_config={"precision_mode": mode})
+
 
 def write_json_atomic(path, data) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True, default=str)
-    os.replace(tmp, path)
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True, default=str)
+
+    atomic_write(path, write)
 
 
 def make_step_recorder():
@@ -138,9 +168,39 @@ def eval_metrics():
     return {"Top_1_Accuracy": nn.Top1CategoricalAccuracy(), "loss": nn.Loss()}
 
 
-def train(args, dump_weights_dir=None, summary=True) -> dict:
+def optimizer_and_trainer(network, loss, args, lr, metrics=None, opt_ckpt_path=""):
+    """``train.py``'s ``create_optimizer`` + ``create_trainer`` calls: the optimizer carries the loss scale
+    only for a fixed scale without overflow skip (otherwise the train step divides it out)."""
+    from mindcv.optim import create_optimizer
+    from mindcv.utils import create_trainer, require_customized_train_step
+
+    customized = require_customized_train_step(
+        args.ema, args.clip_grad, args.gradient_accumulation_steps, args.amp_cast_list
+    )
+    if args.loss_scale_type == "fixed" and args.drop_overflow_update is False and not customized:
+        optimizer_loss_scale = args.loss_scale
+    else:
+        optimizer_loss_scale = 1.0
+    optimizer = create_optimizer(
+        network, opt=args.opt, lr=lr, weight_decay=args.weight_decay, momentum=args.momentum,
+        nesterov=args.use_nesterov, weight_decay_filter=args.weight_decay_filter, layer_decay=args.layer_decay,
+        loss_scale=optimizer_loss_scale, checkpoint_path=opt_ckpt_path, eps=args.eps,
+    )
+    trainer = create_trainer(
+        network, loss, optimizer, metrics, amp_level=args.amp_level, amp_cast_list=args.amp_cast_list,
+        loss_scale_type=args.loss_scale_type, loss_scale=args.loss_scale,
+        drop_overflow_update=args.drop_overflow_update, ema=args.ema, ema_decay=args.ema_decay,
+        clip_grad=args.clip_grad, clip_value=args.clip_value,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+    )
+    return optimizer, trainer
+
+
+def train(args, dump_weights_dir=None, summary=True, ascend_precision_mode=None) -> dict:
     """``summary=False``: MindCV's ``StateMonitor`` without its MindInsight summary (see ``without_summary``);
-    everything else (logging, ``result.log``, checkpoints, val_while_train) is unchanged."""
+    everything else (logging, ``result.log``, checkpoints, val_while_train) is unchanged.
+    ``ascend_precision_mode``: CANN's ``precision_mode`` (Ascend only), set before the network is built."""
+    check_ascend_precision_mode(ascend_precision_mode, args.device_target)
     import mindspore as ms
     from mindspore import Tensor
     from mindspore.communication import get_group_size, get_rank, init
@@ -148,21 +208,13 @@ def train(args, dump_weights_dir=None, summary=True) -> dict:
     from mindcv.data import create_dataset, create_loader, create_transforms
     from mindcv.loss import create_loss
     from mindcv.models import create_model
-    from mindcv.optim import create_optimizer
     from mindcv.scheduler import create_scheduler
-    from mindcv.utils import (
-        AllReduceSum,
-        StateMonitor,
-        create_trainer,
-        get_metrics,
-        require_customized_train_step,
-        set_logger,
-        set_seed,
-    )
+    from mindcv.utils import AllReduceSum, StateMonitor, get_metrics, set_logger, set_seed
 
     ms.set_context(mode=args.mode, device_target=args.device_target)
     if args.mode == ms.GRAPH_MODE:
         ms.set_context(jit_config={"jit_level": "O2"})
+    set_ascend_precision_mode(ascend_precision_mode)
     if args.distribute:
         init()
         rank_id, device_num = get_rank(), get_group_size()
@@ -221,26 +273,8 @@ def train(args, dump_weights_dir=None, summary=True) -> dict:
     opt_ckpt_path = ""
     if args.ckpt_path != "" and args.resume_opt:
         opt_ckpt_path = os.path.join(args.ckpt_save_dir, f"optim_{args.model}.ckpt")
-    customized = require_customized_train_step(
-        args.ema, args.clip_grad, args.gradient_accumulation_steps, args.amp_cast_list
-    )
-    if args.loss_scale_type == "fixed" and args.drop_overflow_update is False and not customized:
-        optimizer_loss_scale = args.loss_scale
-    else:
-        optimizer_loss_scale = 1.0
-    optimizer = create_optimizer(
-        network, opt=args.opt, lr=lr_scheduler, weight_decay=args.weight_decay, momentum=args.momentum,
-        nesterov=args.use_nesterov, weight_decay_filter=args.weight_decay_filter, layer_decay=args.layer_decay,
-        loss_scale=optimizer_loss_scale, checkpoint_path=opt_ckpt_path, eps=args.eps,
-    )
     metrics = get_metrics(num_classes)
-    trainer = create_trainer(
-        network, loss, optimizer, metrics, amp_level=args.amp_level, amp_cast_list=args.amp_cast_list,
-        loss_scale_type=args.loss_scale_type, loss_scale=args.loss_scale,
-        drop_overflow_update=args.drop_overflow_update, ema=args.ema, ema_decay=args.ema_decay,
-        clip_grad=args.clip_grad, clip_value=args.clip_value,
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-    )
+    optimizer, trainer = optimizer_and_trainer(network, loss, args, lr_scheduler, metrics, opt_ckpt_path)
     monitor_cls = StateMonitor if summary else without_summary(StateMonitor)
     state_cb = monitor_cls(
         trainer, model_name=args.model, model_ema=args.ema, last_epoch=0, dataset_sink_mode=args.dataset_sink_mode,
@@ -308,13 +342,16 @@ def cli_args(argv=None, description=None):
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
     p.add_argument("--result-json", default=None, help="write the result here (atomically)")
     p.add_argument("--dump-weights", default=None, help="save every parameter to DIR/rank_<id>.npz")
+    p.add_argument("--ascend-precision-mode", default=None, choices=ASCEND_PRECISION_MODES, metavar="MODE",
+                   help="Ascend only: CANN precision_mode (ascend_config); must_keep_origin_dtype keeps the attention's "
+                        f"float32 logits on every chip. One of: {', '.join(ASCEND_PRECISION_MODES)}")
     a = p.parse_args(argv)
     return a, load_args(a.config, dict(parse_override(s) for s in a.set))
 
 
 def main(argv=None):
     a, args = cli_args(argv)
-    result = train(args, dump_weights_dir=a.dump_weights)
+    result = train(args, dump_weights_dir=a.dump_weights, ascend_precision_mode=a.ascend_precision_mode)
     if a.result_json:
         target = a.result_json.replace("{rank}", str(result["rank_id"] or 0))
         write_json_atomic(target, result)

@@ -8,12 +8,10 @@ also holds the confusion matrix of the split (rows: true class, columns: predict
     python scripts/factory_validate.py -c RECIPE --set ckpt_path=PATH --set device_target=CPU ... \
         [--result-json out.json]
 """
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from factory_train import cli_args, write_json_atomic  # noqa: E402
+# `python scripts/factory_validate.py` puts this directory first on sys.path
+from factory_train import check_ascend_precision_mode, cli_args, set_ascend_precision_mode, write_json_atomic
 
 
 def divisor_batch_size(num_samples: int, batch_size: int) -> int:
@@ -24,7 +22,8 @@ def divisor_batch_size(num_samples: int, batch_size: int) -> int:
     return 1
 
 
-def validate(args) -> dict:
+def validate(args, ascend_precision_mode=None) -> dict:
+    check_ascend_precision_mode(ascend_precision_mode, args.device_target)
     import mindspore as ms
     from mindspore import Model, nn
 
@@ -36,6 +35,7 @@ def validate(args) -> dict:
     ms.set_context(mode=args.mode)
     if args.mode == ms.GRAPH_MODE:
         ms.set_context(jit_config={"jit_level": "O2"})
+    set_ascend_precision_mode(ascend_precision_mode)
 
     dataset_eval = create_dataset(
         name=args.dataset, root=args.data_dir, split=args.val_split, num_parallel_workers=args.num_parallel_workers,
@@ -78,7 +78,7 @@ def main(argv=None):
     a, args = cli_args(argv, description=__doc__.splitlines()[0])
     if not args.ckpt_path:
         raise ValueError("ckpt_path is empty; pass --set ckpt_path=/path/to/model.ckpt")
-    result = validate(args)
+    result = validate(args, ascend_precision_mode=a.ascend_precision_mode)
     if a.result_json:
         write_json_atomic(a.result_json, result)
     print(f"Model: {result['model']}  checkpoint: {result['checkpoint']}  {result['metrics']}")

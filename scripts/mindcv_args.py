@@ -51,10 +51,13 @@ MINDCV_DEFAULTS = {
     "config": "",
 }
 
-# What a CPU run needs on top of an Ascend recipe (README "CPU overrides"): no data parallelism,
-# as many data workers as cores, fp32, the CPU backend.
+# What a CPU run needs on top of an Ascend recipe (docs/ascend.md "CPU overrides"): no data parallelism,
+# as many data workers as cores, fp32, the CPU backend, and a loss scale without overflow check (MindSpore
+# refuses the recipes' dynamic, overflow-skipping one on CPU; a fixed scale in fp32 changes nothing).
+# drop_overflow_update=False can only come from YAML or a dict like this one: MindCV's config.py parses
+# `--drop_overflow_update False` on the command line as True (type=bool).
 CPU_OVERRIDES = {"device_target": "CPU", "distribute": False, "num_parallel_workers": 2,
-                 "amp_level": "O0", "val_amp_level": "O0"}
+                 "amp_level": "O0", "val_amp_level": "O0", "loss_scale_type": "fixed", "drop_overflow_update": False}
 
 
 def _check_keys(keys, where):

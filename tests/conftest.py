@@ -68,3 +68,25 @@ def fresh_python(tmp_path):
         return parse_result(proc.stdout), proc
 
     return _run
+
+
+@pytest.fixture
+def set_mode():
+    """``set_mode(mode)``: switch MindSpore's execution mode inside the test; the mode it had before the
+    test is restored afterwards, also when the test fails."""
+    import mindspore as ms
+
+    saved = ms.get_context("mode")
+    yield lambda mode: ms.set_context(mode=mode)
+    ms.set_context(mode=saved)
+
+
+@pytest.fixture(scope="module")
+def pynative_module():
+    """PyNative mode on CPU for a whole module; the previous mode is restored after its last test."""
+    import mindspore as ms
+
+    saved = ms.get_context("mode")
+    ms.set_context(mode=ms.PYNATIVE_MODE, device_target="CPU")
+    yield
+    ms.set_context(mode=saved)

@@ -544,6 +544,10 @@ class HaloAttention(nn.Cell):
         v = self.gather(kv, v_index, v_inverse).reshape(n, dv, win * win)
 
         # logits and softmax in float32, weights back in the compute dtype: (N, bq*bq, win*win)
+        # Cast here, not only inside the Float32Cells: under amp O2/O3 in Graph mode a Float32Cell's input
+        # arrives cast to float32, and AttentionWeights' custom bprop then returns float32 gradients that
+        # autodiff cannot add to RelPosEmbed's float16 ones (AddN type error at compile time).
+        q, k = q.astype(ms.float32), k.astype(ms.float32)
         attn = self.attn_weights(q, k, self.pos_embed(q, False)).astype(v.dtype)
         out = self.bmm_nt(v, attn)  # (N, dv, bq*bq), channels first
 

@@ -88,6 +88,7 @@ class ConvNormAct(nn.Cell):
         stride: int = 1,
         groups: int = 1,
         act_layer: Optional[Callable[[], nn.Cell]] = None,
+        dilation: int = 1,
     ):
         super().__init__()
         self.conv = nn.Conv2d(
@@ -96,7 +97,8 @@ class ConvNormAct(nn.Cell):
             kernel_size,
             stride=stride,
             pad_mode="pad",
-            padding=symmetric_padding(kernel_size, stride),
+            padding=symmetric_padding(kernel_size, stride, dilation),
+            dilation=dilation,
             group=groups,
             has_bias=False,
             weight_init=_conv_init(),
@@ -149,7 +151,7 @@ class SqueezeExcite(nn.Cell):
         return x * self.gate(x_se)
 
 
-class _ChannelConv1d(nn.Cell):
+class ChannelConv1d(nn.Cell):
     """A 1-in/1-out, bias-free 1-D convolution over the channel axis with timm's weight shape (1, 1, k)."""
 
     def __init__(self, kernel_size: int):
@@ -174,7 +176,7 @@ class EcaModule(nn.Cell):
         super().__init__()
         t = int(abs(math.log(channels, 2) + beta) / gamma)
         kernel_size = max(t if t % 2 else t + 1, 3)
-        self.conv = _ChannelConv1d(kernel_size)
+        self.conv = ChannelConv1d(kernel_size)
         self.gate = nn.Sigmoid()
 
     def construct(self, x: Tensor) -> Tensor:
@@ -183,13 +185,14 @@ class EcaModule(nn.Cell):
         return x * y.reshape(b, c, 1, 1)
 
 
-#: channel-attention name (model row field ``attn_layer``) -> cell class
+#: channel-attention name (``ModelSpec.channel_attn``) -> cell class (passed to blocks as ``attn_layer``)
 CHANNEL_ATTENTION = {"se": SqueezeExcite, "eca": EcaModule}
 
 
-def _shortcut(in_chs: int, out_chs: int, stride: int) -> nn.Cell:
+def _shortcut(in_chs: int, out_chs: int, stride: int, dilation: Tuple[int, int] = (1, 1)) -> nn.Cell:
     # timm downsample='conv1x1': 1x1 conv (strided) + BN without activation when the shape changes
-    if in_chs != out_chs or stride != 1:
+    # (timm ``create_shortcut``: also when the block's first and later dilations differ)
+    if in_chs != out_chs or stride != 1 or dilation[0] != dilation[1]:
         return ConvNormAct(in_chs, out_chs, 1, stride=stride, act_layer=None)
     return nn.Identity()
 
@@ -215,6 +218,8 @@ class BottleneckBlock(_ResidualBlock):
     """ResNet bottleneck: 1x1 -> kxk (strided, grouped) -> [channel attention] -> 1x1, residual, activation.
 
     ``mid = make_divisible(out_chs * bottle_ratio)``; ``group_size`` 0 means a dense kxk conv.
+    ``dilation`` = (first, rest) as in timm's ``create_byob_stages`` (output_stride < 32): the kxk conv
+    is dilated by ``first``.
     """
 
     def __init__(
@@ -228,6 +233,7 @@ class BottleneckBlock(_ResidualBlock):
         attn_layer: Optional[Callable[[int], nn.Cell]] = None,
         drop_path_rate: float = 0.0,
         kernel_size: int = 3,
+        dilation: Tuple[int, int] = (1, 1),
     ):
         super().__init__()
         mid_chs = make_divisible(out_chs * bottle_ratio)
@@ -237,9 +243,10 @@ class BottleneckBlock(_ResidualBlock):
                 f"expected a divisor of {mid_chs} (or 0 for a dense conv)"
             )
         groups = mid_chs // group_size if group_size else 1
-        self.shortcut = _shortcut(in_chs, out_chs, stride)
+        self.shortcut = _shortcut(in_chs, out_chs, stride, dilation)
         self.conv1_1x1 = ConvNormAct(in_chs, mid_chs, 1, act_layer=act_layer)
-        self.conv2_kxk = ConvNormAct(mid_chs, mid_chs, kernel_size, stride=stride, groups=groups, act_layer=act_layer)
+        self.conv2_kxk = ConvNormAct(mid_chs, mid_chs, kernel_size, stride=stride, groups=groups, act_layer=act_layer,
+                                     dilation=dilation[0])
         self.attn = attn_layer(mid_chs) if attn_layer is not None else nn.Identity()
         self.conv3_1x1 = ConvNormAct(mid_chs, out_chs, 1, act_layer=None)
         self.drop_path = _drop_path_or_identity(drop_path_rate)
@@ -256,6 +263,8 @@ class SelfAttnBlock(_ResidualBlock):
     ``value_ratio`` (the paper's r_v) widens the attention output (values) to
     ``make_divisible(mid * value_ratio)``; with 1.0 the block is exactly timm's ``SelfAttnBlock``.
     ``attn_kwargs`` go to ``HaloAttention`` (block_size, halo_size, num_heads, dim_head, ...).
+    ``dilation`` only decides the shortcut (timm): the attention itself is never dilated; in a dilated
+    stage it runs at stride 1 on the larger map (timm's byobnet: "FIXME need to dilate self attn").
     """
 
     def __init__(
@@ -268,6 +277,7 @@ class SelfAttnBlock(_ResidualBlock):
         attn_kwargs: Optional[dict] = None,
         value_ratio: float = 1.0,
         drop_path_rate: float = 0.0,
+        dilation: Tuple[int, int] = (1, 1),
     ):
         super().__init__()
         attn_kwargs = dict(attn_kwargs or {})
@@ -278,7 +288,7 @@ class SelfAttnBlock(_ResidualBlock):
             num_heads = attn_kwargs.get("num_heads", 8)
             # keep query/key at the bottleneck width; only the values grow
             attn_kwargs.setdefault("dim_head", mid_chs // num_heads)
-        self.shortcut = _shortcut(in_chs, out_chs, stride)
+        self.shortcut = _shortcut(in_chs, out_chs, stride, dilation)
         self.conv1_1x1 = ConvNormAct(in_chs, mid_chs, 1, act_layer=act_layer)
         self.self_attn = HaloAttention(mid_chs, dim_out=attn_out, stride=stride, **attn_kwargs)
         self.post_attn = BatchNormAct2d(attn_out, act_layer=act_layer)
@@ -318,15 +328,35 @@ def stem_layout(stem_type: str, stem_chs: int) -> Tuple[Tuple[int, ...], int]:
 class StemMaxPool(nn.Cell):
     """3x3 / stride-2 max-pool with padding 1 that acts like -inf (padded positions never win).
 
-    Training uses MindSpore's padded ``nn.MaxPool2d`` (its backward is fast on CPU); inference takes
-    the max of three strided slices per axis, rows then columns (about 1.7x faster forward on CPU,
-    2-3x slower backward). Both compute the same function: output size floor((n - 1) / 2) + 1.
+    Training, on every backend but CPU: pad with the lowest value (``concat``, not ``ops.pad``, whose
+    backward can hang on CPU) and a VALID ``ops.MaxPool`` -- plain ops that every backend has, unlike
+    the padded ``nn.MaxPool2d``, which runs ``MaxPool3DWithArgmax`` (experimental, AICPU on Ascend).
+    Training on CPU keeps the padded ``nn.MaxPool2d``: it computes the same values and gradients
+    (``tests/models/test_stem_pool_portable.py``: float32 forward and backward exactly, ties included)
+    and its backward is faster on CPU. ``portable=True/False`` forces a path; ``None`` (default) picks
+    from ``device_target`` when the cell is built.
+    Inference takes the max of three strided slices per axis, rows then columns (about 1.7x faster
+    forward on CPU). All paths compute the same function: output size floor((n - 1) / 2) + 1.
     """
 
-    def __init__(self):
+    def __init__(self, portable: Optional[bool] = None):
         super().__init__()
-        self.pool = nn.MaxPool2d(kernel_size=3, stride=2, pad_mode="pad", padding=1)
+        if portable is None:
+            portable = ms.get_context("device_target") != "CPU"
+        self.portable = bool(portable)
+        if self.portable:
+            self.pool = ops.MaxPool(kernel_size=3, strides=2, pad_mode="VALID")
+        else:
+            self.pool = nn.MaxPool2d(kernel_size=3, stride=2, pad_mode="pad", padding=1)
         self.lowest = -3.0e38  # below every float32 value; -inf once cast to float16
+
+    def _pad_lowest(self, x: Tensor) -> Tensor:
+        """One row/column of ``lowest`` on each side of H and W."""
+        b, c, h, w = x.shape
+        row = ops.ones((b, c, 1, w), x.dtype) * self.lowest
+        x = ops.concat((row, x, row), 2)
+        col = ops.ones((b, c, h + 2, 1), x.dtype) * self.lowest
+        return ops.concat((col, x, col), 3)
 
     def _max3_stride2(self, x: Tensor, axis: int) -> Tensor:
         n = x.shape[axis]
@@ -349,6 +379,8 @@ class StemMaxPool(nn.Cell):
 
     def construct(self, x: Tensor) -> Tensor:
         if self.training:
+            if self.portable:
+                return self.pool(self._pad_lowest(x))
             return self.pool(x)
         return self._max3_stride2(self._max3_stride2(x, 2), 3)
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from mindspore import Tensor, nn
 
+from mindcv_halonet.arguments import check_count, check_fraction
 from mindcv_halonet.layers import make_divisible
 from mindcv_halonet.layers.checks import check_image_input
 
@@ -29,10 +30,18 @@ from .blocks import (
     stem_layout,
 )
 
-__all__ = ["ALL_BLOCKS", "HaloNet", "ModelSpec", "StageSpec", "feature_info_of", "validate_model_args"]
+__all__ = [
+    "ALL_BLOCKS", "OUTPUT_STRIDES", "HaloNet", "ModelSpec", "StageSpec", "check_output_stride", "feature_info_of",
+    "stage_plan", "validate_model_args",
+]
 
 #: ``StageSpec.attn_blocks`` value meaning "every block of the stage is a self-attention block"
 ALL_BLOCKS = "all"
+
+#: accepted ``output_stride`` values (timm ByobNet's: 8, 16, 32)
+OUTPUT_STRIDES = (8, 16, 32)
+
+STEM_REDUCTION = 4  # build_stem always reaches stride 4
 
 
 @dataclass(frozen=True)
@@ -90,49 +99,67 @@ def _stem_feature(spec: ModelSpec) -> List[dict]:
     return [dict(chs=chs[-2], reduction=2, name=f"stem.conv{len(chs) - 1}")]
 
 
-def feature_info_of(spec: ModelSpec) -> List[dict]:
-    """The ``feature_info`` a ``HaloNet(spec)`` will have, computed from the spec alone (cheap).
+def check_output_stride(output_stride) -> None:
+    """Raise ``ValueError`` naming ``output_stride``, its value and the accepted values."""
+    is_int = isinstance(output_stride, (int, np.integer)) and not isinstance(output_stride, bool)
+    if not is_int or output_stride not in OUTPUT_STRIDES:
+        raise ValueError(
+            f"output_stride={output_stride!r} is invalid; expected one of {', '.join(map(str, OUTPUT_STRIDES))}"
+        )
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """How one stage runs for a given ``output_stride`` (timm ``create_byob_stages``)."""
+
+    stride: int  # stride of the stage's first block (1 once the target stride is reached)
+    first_dilation: int  # dilation of the first block's kxk conv
+    dilation: int  # dilation of the other blocks' kxk convs
+    reduction: int  # total stride of the stage's output
+
+
+def stage_plan(spec: ModelSpec, output_stride: int = 32) -> List[StagePlan]:
+    """timm's rule: once the network stride has reached ``output_stride``, a strided stage keeps stride 1
+    and multiplies the dilation by its stride instead; its first block uses dilation 1 if the new dilation
+    is 1 or 2, else 2. Self-attention blocks are not dilated (they run at stride 1 on the larger map)."""
+    check_output_stride(output_stride)
+    plans, dilation, reduction = [], 1, STEM_REDUCTION
+    for stage in spec.stages:
+        stride = stage.stride
+        if reduction >= output_stride and stride > 1:
+            dilation *= stride
+            stride = 1
+        reduction *= stride
+        plans.append(StagePlan(stride, 1 if dilation in (1, 2) else 2, dilation, reduction))
+    return plans
+
+
+def feature_info_of(spec: ModelSpec, output_stride: int = 32) -> List[dict]:
+    """The ``feature_info`` a ``HaloNet(spec, output_stride=...)`` will have, from the spec alone (cheap).
 
     Entries follow timm's ByobNet: the stem's stride-2 tap, the output of every stage that is followed by
-    a strided stage, and the final features (``final_conv``).
+    a (nominally) strided stage, and the final features (``final_conv``). ``output_stride`` < 32 keeps the
+    same levels and changes their reductions.
     """
     info = _stem_feature(spec)
     chs, _ = stem_layout(spec.stem_type, spec.stem_chs)
-    reduction = 4
-    prev = dict(chs=chs[-1], reduction=4, name="stem.pool" if spec.stem_pool else f"stem.conv{len(chs)}")
-    for i, stage in enumerate(spec.stages):
+    prev = dict(chs=chs[-1], reduction=STEM_REDUCTION,
+                name="stem.pool" if spec.stem_pool else f"stem.conv{len(chs)}")
+    for i, (stage, plan) in enumerate(zip(spec.stages, stage_plan(spec, output_stride))):
         if stage.stride != 1:  # timm: a stage output is a feature level when the next stage downsamples
             info.append(prev)
-        reduction *= stage.stride
-        prev = dict(chs=make_divisible(stage.out_chs), reduction=reduction, name=f"stages.{i}")
+        prev = dict(chs=make_divisible(stage.out_chs), reduction=plan.reduction, name=f"stages.{i}")
     final_chs = spec.num_features or prev["chs"]
     info.append(dict(chs=final_chs, reduction=prev["reduction"], name="final_conv"))
     return info
 
 
-def _check_number(name: str, value, low: float, high: float, accepted: str) -> None:
-    is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if not is_number or not low <= value < high:
-        raise ValueError(f"{name}={value!r} is invalid; expected {accepted}")
-
-
 def validate_model_args(num_classes, in_channels, drop_rate, drop_path_rate) -> None:
     """Raise ``ValueError`` (naming the argument, its value and what is accepted) before anything is built."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 0:
-        raise ValueError(f"num_classes={num_classes!r} is invalid; expected an integer >= 0 (0 = no classifier)")
-    if isinstance(in_channels, bool) or not isinstance(in_channels, (int, np.integer)) or in_channels < 1:
-        raise ValueError(f"in_channels={in_channels!r} is invalid; expected an integer >= 1")
-    _check_number("drop_rate", drop_rate, 0.0, 1.0, "a number in [0, 1)")
-    _check_number("drop_path_rate", drop_path_rate, 0.0, 1.0, "a number in [0, 1)")
-
-
-def _variant_name(spec: ModelSpec) -> str:
-    """The registered name of ``spec`` (e.g. ``halonet_50t``), for error messages; ``HaloNet`` if unregistered."""
-    import sys
-
-    registry = sys.modules.get("mindcv_halonet.models.halonet")
-    specs = getattr(registry, "model_specs", {}) if registry is not None else {}
-    return next((name for name, s in specs.items() if s is spec), "HaloNet")
+    check_count("num_classes", num_classes, 0, "(0 = no classifier)")
+    check_count("in_channels", in_channels, 1)
+    check_fraction("drop_rate", drop_rate)
+    check_fraction("drop_path_rate", drop_path_rate)
 
 
 def _drop_path_rates(rate: float, depths: Sequence[int]) -> List[List[float]]:
@@ -153,6 +180,9 @@ class HaloNet(nn.Cell):
         in_channels: input image channels. drop_rate: dropout before the classifier.
         drop_path_rate: stochastic-depth rate of the last block (linear from 0 over all blocks).
         zero_init_last: zero the last BatchNorm gamma of every residual branch.
+        variant: the registered name, for error messages (``HaloNet`` when built from a bare spec).
+        output_stride: 32 (default), 16 or 8: total stride of the last feature map; below 32 the last
+            strided stages are dilated instead (timm ByobNet semantics, see ``stage_plan``).
 
     ``feature_info`` / ``flatten_sequential`` follow MindCV's feature-extraction contract: ``construct`` is
     exactly stem (flattened) -> stages.0 .. stages.3 -> final_conv -> head.
@@ -166,9 +196,12 @@ class HaloNet(nn.Cell):
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         zero_init_last: bool = True,
+        variant: str = "HaloNet",
+        output_stride: int = 32,
     ):
         super().__init__()
         validate_model_args(num_classes, in_channels, drop_rate, drop_path_rate)
+        plans = stage_plan(spec, output_stride)
         if spec.channel_attn is not None and spec.channel_attn not in CHANNEL_ATTENTION:
             raise ValueError(
                 f"channel_attn={spec.channel_attn!r} is not supported; "
@@ -179,29 +212,31 @@ class HaloNet(nn.Cell):
         self.num_classes = num_classes
         self.drop_rate = drop_rate
         self.in_channels = in_channels
-        self.variant = _variant_name(spec)
+        self.variant = variant
 
         self.stem, prev_chs = build_stem(in_channels, spec.stem_type, spec.stem_chs, spec.stem_pool, act)
 
         dpr = _drop_path_rates(drop_path_rate, [s.depth for s in spec.stages])
         stages = []
-        for stage_idx, stage in enumerate(spec.stages):
+        for stage_idx, (stage, plan) in enumerate(zip(spec.stages, plans)):
             out_chs = make_divisible(stage.out_chs)
             attn_kwargs: Dict = {**dict(spec.attn_kwargs), **dict(stage.attn_kwargs)}
             blocks = []
             for block_idx in range(stage.depth):
-                stride = stage.stride if block_idx == 0 else 1
+                stride = plan.stride if block_idx == 0 else 1
+                first = plan.first_dilation if block_idx == 0 else plan.dilation
+                dilation = (first, plan.dilation)
                 if stage.is_attn(block_idx):
                     block = SelfAttnBlock(
                         prev_chs, out_chs, stride=stride, bottle_ratio=stage.bottle_ratio, act_layer=act,
                         attn_kwargs=attn_kwargs, value_ratio=spec.value_ratio,
-                        drop_path_rate=dpr[stage_idx][block_idx],
+                        drop_path_rate=dpr[stage_idx][block_idx], dilation=dilation,
                     )
                 else:
                     block = BottleneckBlock(
                         prev_chs, out_chs, stride=stride, bottle_ratio=stage.bottle_ratio,
                         group_size=stage.group_size, act_layer=act, attn_layer=channel_attn,
-                        drop_path_rate=dpr[stage_idx][block_idx],
+                        drop_path_rate=dpr[stage_idx][block_idx], dilation=dilation,
                     )
                 if zero_init_last:
                     block.zero_init_last()
@@ -218,7 +253,8 @@ class HaloNet(nn.Cell):
             self.final_conv = nn.Identity()
         self.head = ClassifierHead(self.num_features, num_classes, drop_rate)
 
-        self.feature_info = feature_info_of(spec)
+        self.output_stride = output_stride
+        self.feature_info = feature_info_of(spec, output_stride)
         self.flatten_sequential = True
 
     def forward_features(self, x: Tensor) -> Tensor:

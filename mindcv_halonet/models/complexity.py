@@ -22,7 +22,7 @@ from mindspore import Tensor, nn
 
 from mindcv_halonet.layers import HaloAttention
 
-from .blocks import _ChannelConv1d
+from .blocks import ChannelConv1d
 
 __all__ = ["count_macs", "halo_attention_macs"]
 
@@ -48,7 +48,7 @@ def _cell_macs(cell: nn.Cell, inputs, output) -> int:
     if isinstance(cell, HaloAttention):
         _, _, h, w = inputs[0].shape
         return halo_attention_macs(cell, h, w)
-    if isinstance(cell, _ChannelConv1d):
+    if isinstance(cell, ChannelConv1d):
         return int(inputs[0].shape[1]) * cell.kernel_size
     return 0
 
@@ -61,7 +61,7 @@ def count_macs(model: nn.Cell, input_size: Tuple[int, int, int]) -> int:
     """
     if len(input_size) != 3 or not all(isinstance(v, int) and v > 0 for v in input_size):
         raise ValueError(f"input_size={input_size!r} is invalid; expected three positive integers (C, H, W)")
-    counted = (nn.Conv2d, nn.Dense, HaloAttention, _ChannelConv1d)
+    counted = (nn.Conv2d, nn.Dense, HaloAttention, ChannelConv1d)
     total = [0]
 
     def hook(cell, inputs, output):
@@ -80,28 +80,3 @@ def count_macs(model: nn.Cell, input_size: Tuple[int, int, int]) -> int:
         model.set_train(was_training)
         ms.set_context(mode=previous_mode)
     return total[0]
-
-
-def _main(argv=None) -> None:
-    """``python -m mindcv_halonet.models.complexity [variant ...]``: Markdown rows of params and GMACs
-    at each variant's default input size (all variants if none given; large ones take minutes on a CPU)."""
-    import argparse
-
-    from . import halonet
-
-    parser = argparse.ArgumentParser(description=_main.__doc__)
-    parser.add_argument("variants", nargs="*", default=sorted(halonet.model_specs))
-    args = parser.parse_args(argv)
-    unknown = [v for v in args.variants if v not in halonet.model_specs]
-    if unknown:
-        parser.error(f"unknown variant(s) {unknown}; expected some of {sorted(halonet.model_specs)}")
-    print("| variant | params | GMACs | image size |\n|---|---:|---:|---:|")
-    for name in args.variants:
-        size = tuple(halonet.default_cfgs[name]["input_size"])
-        net = getattr(halonet, name)()
-        params = sum(p.size for p in net.trainable_params())
-        print(f"| `{name}` | {params:,} | {count_macs(net, size) / 1e9:.2f} | {size[1]} |", flush=True)
-
-
-if __name__ == "__main__":
-    _main()

@@ -40,7 +40,11 @@ from mindcv.models import registry as _mindcv_registry
 from mindcv.models.helpers import build_model_with_cfg
 from mindcv.models.registry import register_model
 
-from .builder import ALL_BLOCKS, HaloNet, ModelSpec, StageSpec, feature_info_of, validate_model_args
+from mindcv_halonet.weights.hub import DEFAULT_ENDPOINT, DEFAULT_FILENAME, DEFAULT_REVISION
+
+from .builder import (
+    ALL_BLOCKS, HaloNet, ModelSpec, StageSpec, check_output_stride, feature_info_of, validate_model_args,
+)
 from .pretrained import check_request, load_pretrained
 
 __all__ = ["HaloNet", "default_cfgs", "model_specs", "PAPER_H_TABLE"]
@@ -147,20 +151,17 @@ model_specs: Dict[str, ModelSpec] = dict(
 )
 
 
-HF_ENDPOINT_DEFAULT = "https://huggingface.co"
-
-
 def _cfg(hf_hub_id: str = "", **kwargs) -> dict:
     """``hf_hub_id``: the Hugging Face Hub repository of timm's weights (``pretrained=True``, see
-    ``pretrained.py``); ``url`` is its resolve URL on the default endpoint (MindCV's registry reads
+    ``models/pretrained.py``, ``weights/cache.py``); ``url`` is its resolve URL on the default endpoint (MindCV's registry reads
     "has pretrained weights" from it; the download itself honours HF_ENDPOINT). No sha256 / size is
     pinned: they were not verifiable when this was written, so they come from the Hub's metadata."""
     hub = {}
     if hf_hub_id:
-        hub = dict(hf_hub_id=hf_hub_id, hf_revision="main", hf_filename="model.safetensors",
+        hub = dict(hf_hub_id=hf_hub_id, hf_revision=DEFAULT_REVISION, hf_filename=DEFAULT_FILENAME,
                    hf_sha256=None, hf_size=None)
     return {
-        "url": f"{HF_ENDPOINT_DEFAULT}/{hf_hub_id}/resolve/main/model.safetensors" if hf_hub_id else "",
+        "url": f"{DEFAULT_ENDPOINT}/{hf_hub_id}/resolve/{DEFAULT_REVISION}/{DEFAULT_FILENAME}" if hf_hub_id else "",
         **hub,
         "num_classes": 1000,
         "input_size": (3, 256, 256),
@@ -180,7 +181,7 @@ default_cfgs = {
     **{name: _cfg(input_size=(3, row[0], row[0])) for name, row in PAPER_H_TABLE.items()},
 }
 
-_ALLOWED_KWARGS = ("drop_rate", "drop_path_rate", "zero_init_last")
+_ALLOWED_KWARGS = ("drop_rate", "drop_path_rate", "zero_init_last", "output_stride")
 
 
 def _check_features_args(name: str, features_only, out_indices) -> Optional[List[int]]:
@@ -223,6 +224,7 @@ def _create_halonet(
     if not isinstance(pretrained, bool):
         raise ValueError(f"pretrained={pretrained!r} is invalid; expected True or False")
     validate_model_args(num_classes, in_channels, kwargs.get("drop_rate", 0.0), kwargs.get("drop_path_rate", 0.0))
+    check_output_stride(kwargs.get("output_stride", 32))
     indices = _check_features_args(name, features_only, out_indices)
     default_cfg = default_cfgs[name]
     if pretrained:
@@ -236,7 +238,7 @@ def _create_halonet(
     built = []
 
     def build(**model_kwargs):
-        net = HaloNet(**model_kwargs)
+        net = HaloNet(variant=name, **model_kwargs)
         if pretrained:
             load_pretrained(net, name, default_cfg, num_classes, in_channels)
         built.append([(p, p.name) for p in net.get_parameters()])

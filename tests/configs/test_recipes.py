@@ -84,3 +84,13 @@ def test_halonet_50t_recipe_is_the_seed_recipe():
     r = load(CONFIG_DIR / "halonet_50t_ascend.yaml")
     assert {k: r.get(k) for k in SEED_RECIPE} == SEED_RECIPE
     assert r["auto_augment"].startswith("randaug-m9-n2")
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_recipe_skips_overflowing_steps_and_adapts_its_scale(path):
+    """A fixed scale without drop_overflow_update writes inf/NaN into every weight on 910B (issue 14);
+    tests/configs/test_overflow.py shows what MindCV builds from these keys and what it does."""
+    r = load(path)
+    assert r.get("loss_scale_type") == "dynamic", "fixed: the scale never adapts (and never skips without drop)"
+    assert r.get("drop_overflow_update") is True, "MindCV raises for dynamic without drop_overflow_update: True"
+    assert r.get("loss_scale", 1.0) >= 1.0

@@ -5,18 +5,19 @@ import subprocess
 import numpy as np
 import pytest
 
-from tests.convert.helpers import TIMM_REFERENCE_SCRIPT, synthetic_timm_state
-from tests.convert.test_timm_numerical import timm_python
+from tests.weights.helpers import TIMM_REFERENCE_SCRIPT, synthetic_timm_state
+from tests.weights.test_timm_numerical import timm_python
 from tests.hub.hub_server import HubServer
 
 VARIANT, TIMM_NAME, REPO = "halonet_26t", "halonet26t", "timm/halonet26t.a1h_in1k"
 TIMM_SIZE = 256  # timm asserts every attention map is a multiple of its block (halonet26t: 128 px fails)
 ENV_KEYS = ("HF_ENDPOINT", "HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HUB_OFFLINE",
-            "TRANSFORMERS_OFFLINE", "MINDCV_HALONET_CACHE", "MINDCV_HALONET_NO_HF_HUB", "XDG_CACHE_HOME")
+            "TRANSFORMERS_OFFLINE", "MINDCV_HALONET_CACHE", "MINDCV_HALONET_HUB_STALL_SECONDS", "XDG_CACHE_HOME")
 
 
 def timm_weights(tmp_dir, timm_name=TIMM_NAME, size=TIMM_SIZE, seed=0):
-    """(state, input, logits) of timm's model with seeded weights, or None without torch+timm."""
+    """(state, input, logits) of timm's model with seeded weights, or None when the reference stack was
+    opted out (MINDCV_HALONET_WITH_REFERENCE=0); a missing one otherwise fails in ``timm_python``."""
     python, _ = timm_python()
     if python is None:
         return None
@@ -33,7 +34,8 @@ def timm_weights(tmp_dir, timm_name=TIMM_NAME, size=TIMM_SIZE, seed=0):
 @pytest.fixture(scope="session")
 def weights(tmp_path_factory):
     """The file the Hub serves: timm's halonet26t (seeded, non-trivial BatchNorm statistics) when torch+timm
-    are importable, else seeded random arrays with timm's key names and shapes (tests/data/timm_keys)."""
+    are importable, else (reference opted out) seeded random arrays with timm's key names and shapes
+    (tests/data/timm_keys)."""
     from safetensors.numpy import save
 
     made = timm_weights(tmp_path_factory.mktemp("timm"))
@@ -75,11 +77,9 @@ def hub(tmp_path, monkeypatch, weights):
         server.stop()
 
 
-@pytest.fixture(params=["huggingface_hub", "stdlib"])
-def backend(request, monkeypatch):
-    """Both transports: huggingface_hub (installed by requirements/test.txt) and the standard library."""
-    if request.param == "stdlib":
-        monkeypatch.setenv("MINDCV_HALONET_NO_HF_HUB", "1")
-    else:
-        import huggingface_hub  # noqa: F401  must be installed; a missing one is a failure, not a skip
-    return request.param
+@pytest.fixture(params=["huggingface_hub"])
+def backend(request):
+    """The one transport, huggingface_hub (a required dependency); the id names its version in the report."""
+    import huggingface_hub  # a missing one is a failure, not a skip
+
+    return f"{request.param}=={huggingface_hub.__version__}"

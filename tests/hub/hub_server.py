@@ -12,6 +12,8 @@ simulates failures:
 * ``404``       ``404`` with ``X-Error-Code: EntryNotFound``;
 * ``truncate``  the body stops half-way and the connection is closed (``Content-Length`` promises more;
                 a ``Range`` resume gets the same treatment);
+* ``truncate_ignore_range``  every body stops half-way and ``Range`` is ignored (``200`` with the whole
+                file announced each time): a resume never gets further (a broken mirror);
 * ``short``     a complete response of half the bytes (``Content-Length`` = half) while the metadata
                 announces the full size;
 * ``bad_sha``   one byte of the body flipped, metadata of the original file (a wrong / corrupted file).
@@ -166,7 +168,7 @@ def _handler_for(hub: HubServer):
                 data = data[: len(data) // 2]
             start = 0
             rng = self.headers.get("Range")
-            if rng and rng.startswith("bytes=") and rng[6:].split("-")[0].isdigit():
+            if rng and rng.startswith("bytes=") and rng[6:].split("-")[0].isdigit() and mode != "truncate_ignore_range":
                 start = int(rng[6:].split("-")[0])
             body = data[start:]
             headers = {"ETag": f'"{entry["sha256"]}"', "Accept-Ranges": "bytes", "Content-Length": len(body)}
@@ -174,7 +176,7 @@ def _handler_for(hub: HubServer):
             if start:
                 status = 206
                 headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
-            limit = max(1, len(body) // 2) if mode == "truncate" else None
+            limit = max(1, len(body) // 2) if mode in ("truncate", "truncate_ignore_range") else None
             self._send(status, headers, body, head, limit=limit)
 
     return Handler

@@ -32,8 +32,8 @@ def _reference(x, dout, h=1e-5):
 
 
 @pytest.mark.parametrize("mode", [ms.PYNATIVE_MODE, ms.GRAPH_MODE], ids=["pynative", "graph"])
-def test_silu_forward_and_gradient_match_float64(mode):
-    ms.set_context(mode=mode)
+def test_silu_forward_and_gradient_match_float64(mode, set_mode):
+    set_mode(mode)
     rng = np.random.default_rng(0)
     # large |x| too: sigmoid saturates at both ends, where a careless formula loses the gradient
     x = np.concatenate([rng.standard_normal(200) * 4, [-30.0, -10.0, 0.0, 10.0, 30.0]]).astype(np.float32).reshape(5, 41)
@@ -46,7 +46,7 @@ def test_silu_forward_and_gradient_match_float64(mode):
     np.testing.assert_allclose(dx, ref_dx, rtol=1e-5, atol=1e-6)
 
 
-def test_silu_keeps_the_input_dtype():
-    ms.set_context(mode=ms.PYNATIVE_MODE)
+def test_silu_keeps_the_input_dtype(set_mode):
+    set_mode(ms.PYNATIVE_MODE)
     x = Tensor(np.linspace(-3, 3, 12).reshape(3, 4), ms.float16)
     assert SiLU()(x).dtype == ms.float16

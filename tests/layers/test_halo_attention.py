@@ -17,6 +17,7 @@ import mindspore as ms
 from mindspore import Tensor
 
 from mindcv_halonet.layers import HaloAttention, halo_dims
+from tests.layers.halo_sizes import reference_sizes
 from tests.layers.numpy_halo_reference import halo_attention_reference
 
 FIXTURES = sorted((pathlib.Path(__file__).parents[1] / "fixtures" / "halo_attn").glob("*.npz"))
@@ -59,10 +60,9 @@ def forward_backward(layer, x, g):
 
 
 @pytest.fixture(params=list(MODES), ids=list(MODES))
-def mode(request):
-    ms.set_context(mode=MODES[request.param])
+def mode(request, set_mode):
+    set_mode(MODES[request.param])  # restored by the fixture
     yield request.param
-    ms.set_context(mode=ms.PYNATIVE_MODE)
 
 
 # --------------------------------------------------------------------------- timm fixtures
@@ -98,6 +98,53 @@ def test_numpy_reference_matches_timm_fixture(path):
     np.testing.assert_allclose(y, z["y"], rtol=1e-5, atol=1e-5)
 
 
+SIZE_KEYS = ("dim_head_qk", "dim_head_v", "dim_out_qk", "dim_out_v", "win_size", "block_size_ds", "block_stride",
+             "use_avg_pool", "scale")
+
+
+def _halo_dims_of(cfg):
+    return halo_dims(**{k: cfg[k] for k in ("dim", "dim_out", "stride", "num_heads", "dim_head", "block_size",
+                                            "halo_size", "qk_ratio", "avg_down")})
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=[p.stem for p in FIXTURES])
+def test_halo_sizes_match_every_fixture(path):
+    """The package's halo_dims and the tests' own derivation both equal timm's recorded sizes, and the
+    layer's parameter shapes are the ones those sizes imply."""
+    z, cfg, derived, _ = load_fixture(path)
+    expected = {k: derived[k] for k in SIZE_KEYS}
+    assert reference_sizes(cfg) == expected
+    ours = _halo_dims_of(cfg)
+    assert {k: ours[k] for k in SIZE_KEYS if k in ours} == {k: v for k, v in expected.items() if k in ours}
+    assert ours["dim_head_qk"] * cfg["num_heads"] == derived["dim_out_qk"]
+    assert ours["dim_head_v"] * cfg["num_heads"] == derived["dim_out_v"]
+    layer = HaloAttention(**cfg)
+    shapes = {p.name: tuple(p.shape) for p in layer.get_parameters()}
+    assert shapes["q.weight"] == tuple(z["q.weight"].shape) == (derived["dim_out_qk"], cfg["dim"], 1, 1)
+    assert shapes["kv.weight"] == tuple(z["kv.weight"].shape)
+    assert shapes["pos_embed.height_rel"] == (2 * derived["win_size"] - 1, derived["dim_head_qk"])
+
+
+# timm's make_divisible on total qk widths the fixtures do not reach: the "add one divisor if rounding
+# lost more than 10 %" rule (9 -> 8 -> 16, 19 -> 16 -> 24), halves up (12 -> 16), the minimum (3 -> 8)
+ROUNDING_CASES = [
+    dict(dim=6, num_heads=2, qk_ratio=1.5),      # 9 -> 16, dqk 8 (without the 10 % rule: 4)
+    dict(dim=19, num_heads=1),                   # 19 -> 24 (without the 10 % rule: 16)
+    dict(dim=24, num_heads=4, qk_ratio=0.5),     # 12 -> 16, dqk 4
+    dict(dim=12, num_heads=3, qk_ratio=0.25),    # 3 -> 8, dqk 2
+    dict(dim=64, num_heads=8, qk_ratio=0.33),    # 21.12 -> 24, dqk 3
+]
+
+
+@pytest.mark.parametrize("args", ROUNDING_CASES, ids=[str(i) for i in range(len(ROUNDING_CASES))])
+def test_halo_dims_rounding_matches_timm_make_divisible(args):
+    cfg = _full_cfg(args)
+    expected = reference_sizes(cfg)
+    ours = _halo_dims_of(cfg)
+    assert {k: ours[k] for k in ("dim_head_qk", "dim_head_v", "scale")} == \
+        {k: expected[k] for k in ("dim_head_qk", "dim_head_v", "scale")}
+
+
 def test_parameter_names_are_timm_state_dict_keys():
     layer = HaloAttention(32, num_heads=4, qkv_bias=True)
     assert sorted(p.name for p in layer.get_parameters()) == [
@@ -117,6 +164,7 @@ SIZE_CASES = [
     (dict(dim=16, stride=2, num_heads=2, block_size=8, halo_size=3, avg_down=True), 14, 14),
     (dict(dim=16, stride=2, num_heads=2, block_size=7, halo_size=2, qk_ratio=0.5), 15, 9),
     (dict(dim=16, num_heads=1, block_size=4, halo_size=5, scale_pos_embed=True), 10, 6),  # 2*halo > block
+    (dict(dim=6, num_heads=2, block_size=4, halo_size=1, qk_ratio=1.5), 8, 12),  # timm's 10 % rounding rule
 ]
 
 
@@ -131,8 +179,7 @@ def _full_cfg(args):
 @pytest.mark.parametrize("args,H,W", SIZE_CASES, ids=[f"{h}x{w}-{i}" for i, (_, h, w) in enumerate(SIZE_CASES)])
 def test_any_input_size_matches_numpy_reference(args, H, W, mode):
     cfg = _full_cfg(args)
-    derived = halo_dims(**{k: cfg[k] for k in ("dim", "dim_out", "stride", "num_heads", "dim_head",
-                                                "block_size", "halo_size", "qk_ratio", "avg_down")})
+    derived = reference_sizes(cfg)
     layer, params = build_layer(cfg, seed=H * 100 + W)
     x = np.random.default_rng(1).standard_normal((2, cfg["dim"], H, W)).astype(np.float32)
     y = layer(Tensor(x)).asnumpy()
@@ -170,7 +217,7 @@ def test_o3_fp16_large_inputs_stay_finite(mode):
     from mindspore.amp import auto_mixed_precision
 
     cfg = _full_cfg(dict(dim=32, num_heads=2, block_size=4, halo_size=1))
-    derived = halo_dims(32, None, 1, 2, None, 4, 1, 1.0, False)
+    derived = reference_sizes(cfg)
     layer, params = build_layer(cfg, seed=7)
     rng = np.random.default_rng(5)
     x = (rng.standard_normal((1, 32, 8, 8)) * 100).astype(np.float32)
@@ -190,10 +237,15 @@ def test_o3_fp16_large_inputs_stay_finite(mode):
 
 
 def test_float16_params_and_input_return_float16():
-    layer, _ = build_layer(_full_cfg(dict(dim=16, num_heads=2)), seed=4)
+    """float16 in, float16 out, and the values of the float64 reference (relative 2e-2: float16 q/k/v)."""
+    cfg = _full_cfg(dict(dim=16, num_heads=2))
+    layer, params = build_layer(cfg, seed=4)
     layer.to_float(ms.float16)
-    y = layer(Tensor(np.ones((1, 16, 8, 8)), ms.float16))
-    assert y.dtype == ms.float16 and np.all(np.isfinite(y.asnumpy()))
+    x = np.random.default_rng(6).standard_normal((1, 16, 8, 8)).astype(np.float32)
+    y = layer(Tensor(x, ms.float16))
+    assert y.dtype == ms.float16
+    ref = halo_attention_reference(x.astype(np.float16).astype(np.float64), params, cfg, reference_sizes(cfg))
+    assert np.abs(y.asnumpy().astype(np.float64) - ref).max() <= 2e-2 * np.abs(ref).max()
 
 
 # --------------------------------------------------------------------------- arguments

@@ -17,7 +17,8 @@ Tolerances (float32 against float64, relative to the largest magnitude of the re
 output ``max|y - ref| <= 1e-5 * max|ref| + 1e-6``; each gradient ``max|g - ref| <= 1e-4 * max|ref| + 1e-6``.
 The test fails on any disagreement (a wrong index, a missing bias, a swapped scale all do: see the
 report of the branch that added it). Runtime ~2-3 min on 2 cores (needs torch, installed by
-``scripts/test.sh`` with the reference stack).
+``scripts/test.sh`` with the reference stack; without it this module fails to import unless
+MINDCV_HALONET_WITH_REFERENCE=0 opts out, see ``tests/reference_stack.py``).
 """
 import numpy as np
 import pytest
@@ -25,12 +26,14 @@ import pytest
 import mindspore as ms
 from mindspore import Tensor
 
-from mindcv_halonet.layers import HaloAttention, halo_dims
+from mindcv_halonet.layers import HaloAttention
+from tests.layers.halo_sizes import reference_sizes
 from tests.layers.numpy_halo_reference import halo_attention_reference
 
-torch = pytest.importorskip("torch", reason="the reference gradient is float64 torch autograd (reference stack)")
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from tests.reference_stack import import_torch
+
+torch = import_torch("the reference gradient is float64 torch autograd")  # fails loudly without torch
+from hypothesis import HealthCheck, given, settings  # noqa: E402  pinned in requirements/test.txt
 from hypothesis import strategies as st  # noqa: E402
 
 from tests.layers.torch_halo_reference import halo_attention_torch  # noqa: E402
@@ -61,8 +64,7 @@ def configurations(draw):
     # halo 0 with larger blocks are drawn.
     if cfg["block_size"] == 1 and cfg["halo_size"] == 0:
         cfg["halo_size"] = 1
-    derived = halo_dims(**{k: cfg[k] for k in ("dim", "dim_out", "stride", "num_heads", "dim_head",
-                                                "block_size", "halo_size", "qk_ratio", "avg_down")})
+    derived = reference_sizes(cfg)  # not the package's halo_dims: the sizes are under test too
     smallest = 2 if derived["use_avg_pool"] else 1  # a 2x2 average pool needs 2 pixels per axis
     height = draw(SIZES.filter(lambda n: n >= smallest))
     width = draw(SIZES.filter(lambda n: n >= smallest))

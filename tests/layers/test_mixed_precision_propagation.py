@@ -22,13 +22,13 @@ from mindspore import Tensor, nn, ops
 from mindspore._c_expression import Cell_, MixedPrecisionType
 
 from mindcv_halonet.layers import halo_attention as ha
-from mindcv_halonet.layers import halo_dims
+from tests.layers.halo_sizes import reference_sizes
 from tests.layers.numpy_halo_reference import halo_attention_reference
 from tests.layers.test_halo_attention import _full_cfg, build_layer
 
 MODES = {"pynative": ms.PYNATIVE_MODE, "graph": ms.GRAPH_MODE}
 CFG = _full_cfg(dict(dim=32, num_heads=2, block_size=4, halo_size=1))
-DERIVED = halo_dims(32, None, 1, 2, None, 4, 1, 1.0, False)
+DERIVED = reference_sizes(CFG)
 OLD_SETTER = "_set_mixed_precision_type_recursive"
 
 
@@ -123,10 +123,9 @@ class _PlainAttentionWeights(_NoHooksAttentionWeights):
 
 
 @pytest.fixture(params=list(MODES), ids=list(MODES))
-def mode(request):
-    ms.set_context(mode=MODES[request.param])
+def mode(request, set_mode):
+    set_mode(MODES[request.param])  # restored by the fixture
     yield request.param
-    ms.set_context(mode=ms.PYNATIVE_MODE)
 
 
 def _large_input():
@@ -157,11 +156,11 @@ def test_plain_copy_overflows_under_the_same_style(style, mode):
 
 
 @pytest.mark.parametrize("style", list(STYLES))
-def test_pynative_explicit_casts_alone_do_not_hold(style):
+def test_pynative_explicit_casts_alone_do_not_hold(style, set_mode):
     """Why the hooks matter: in PyNative a cell marked float16 casts the inputs of *every* op to float16,
     so ``q.astype(float32)`` inside the cell does not help; without Float32Cell's interception of the
     style the softmax overflows. (In Graph mode the explicit casts survive; there both protections hold.)"""
-    ms.set_context(mode=ms.PYNATIVE_MODE)
+    set_mode(ms.PYNATIVE_MODE)
     layer, _ = build_layer(CFG, seed=7)
     layer.attn_weights = _NoHooksAttentionWeights(layer.scale, layer.scale_pos_embed)
     STYLES[style](layer)

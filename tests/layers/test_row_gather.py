@@ -78,8 +78,8 @@ class _WithOpsGather(nn.Cell):
 
 @pytest.mark.parametrize("mode", [ms.PYNATIVE_MODE, ms.GRAPH_MODE], ids=["pynative", "graph"])
 @pytest.mark.parametrize("table", ["windows", "unblock"])
-def test_row_gather_matches_ops_gather_forward_and_backward(mode, table):
-    ms.set_context(mode=mode)
+def test_row_gather_matches_ops_gather_forward_and_backward(mode, table, set_mode):
+    set_mode(mode)
     if table == "windows":  # overlapping halo windows on a 20x12 map (K > 1), src with the zero row
         index, rows = _window_index_array(20, 12, 3, 2, 8, 14, 3), 20 * 12 + 1
     else:  # blocks back to pixels, a 20x12 map in 3x2 blocks of 8x8 (a permutation with a crop)

@@ -3,9 +3,6 @@ import pytest
 
 
 @pytest.fixture
-def pynative():
-    """Run the test in PyNative mode and restore the previous execution mode afterwards."""
-    mode = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    yield
-    ms.set_context(mode=mode)
+def pynative(set_mode):
+    """Run the test in PyNative mode; ``set_mode`` (tests/conftest.py) restores the previous mode."""
+    set_mode(ms.PYNATIVE_MODE)

@@ -108,16 +108,13 @@ def small_net():
 @pytest.mark.parametrize("graph", [False, True], ids=["pynative", "graph"])
 @pytest.mark.parametrize("shape, dtype, error, needles", _INPUT_CASES,
                          ids=["channels", "nhwc", "rank3", "uint8", "float64"])
-def test_bad_input_to_network_names_model_and_expectation(small_net, graph, shape, dtype, error, needles):
+def test_bad_input_to_network_names_model_and_expectation(small_net, graph, shape, dtype, error, needles, set_mode):
     import numpy as np
     import mindspore as ms
 
-    ms.set_context(mode=ms.GRAPH_MODE if graph else ms.PYNATIVE_MODE)
-    try:
-        with pytest.raises(error) as info:
-            small_net(ms.Tensor(np.zeros(shape, dtype)))
-    finally:
-        ms.set_context(mode=ms.PYNATIVE_MODE)
+    set_mode(ms.GRAPH_MODE if graph else ms.PYNATIVE_MODE)
+    with pytest.raises(error) as info:
+        small_net(ms.Tensor(np.zeros(shape, dtype)))
     msg = str(info.value)
     for needle in needles:
         assert needle in msg, (needle, msg)

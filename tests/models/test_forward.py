@@ -1,4 +1,11 @@
-"""Every variant runs forward (batch 1) at 224x224 and 256x256 in PyNative and in Graph mode."""
+"""Every variant runs forward (batch 1, eval) at 224x224 and 256x256 in PyNative and in Graph mode, and
+the compiled Graph-mode logits equal the PyNative ones.
+
+The networks are built with ``zero_init_last=False`` so that every residual branch (attention
+included) contributes to the logits; a variant whose branches start at zero would compare only its
+shortcuts. Tolerance, float32 CPU: max |graph - pynative| <= 1e-5 * max |pynative| per size (measured
+on this machine, mindspore 2.8.0: see the printed values; 0 where both modes run the same kernels).
+"""
 import numpy as np
 import pytest
 
@@ -8,24 +15,28 @@ from mindspore import Tensor
 from mindcv_halonet.models import halonet
 
 VARIANTS = sorted(halonet.model_specs)
-
-
-@pytest.fixture
-def restore_mode():
-    mode = ms.get_context("mode")
-    yield
-    ms.set_context(mode=mode)
+GRAPH_REL_TOL = 1e-5
 
 
 @pytest.mark.parametrize("name", VARIANTS)
-def test_forward_224_and_256_pynative_and_graph(name, restore_mode):
-    net = getattr(halonet, name)(num_classes=10)
+def test_forward_224_and_256_graph_equals_pynative(name, set_mode):
+    net = getattr(halonet, name)(num_classes=10, zero_init_last=False)
     net.set_train(False)
     rng = np.random.default_rng(0)
+    inputs = {size: rng.standard_normal((1, 3, size, size)).astype(np.float32) for size in (224, 256)}
+    out = {}
     for mode in (ms.PYNATIVE_MODE, ms.GRAPH_MODE):
-        ms.set_context(mode=mode)
-        for size in (224, 256):
-            x = Tensor(rng.standard_normal((1, 3, size, size)).astype(np.float32))
-            y = net(x).asnumpy()
+        set_mode(mode)  # the previous mode is restored by the fixture
+        for size, x in inputs.items():
+            y = net(Tensor(x)).asnumpy()
             assert y.shape == (1, 10), (name, mode, size)
             assert np.isfinite(y).all(), (name, mode, size)
+            out[mode, size] = y
+    for size in inputs:
+        eager, graph = out[ms.PYNATIVE_MODE, size].astype(np.float64), out[ms.GRAPH_MODE, size].astype(np.float64)
+        scale = np.abs(eager).max()
+        assert scale > 1e-6, f"{name}: logits too small to compare ({scale:.2e})"
+        assert np.ptp(eager) > 1e-3 * scale  # not a constant vector
+        rel = np.abs(graph - eager).max() / scale
+        print(f"{name} {size}px: max |graph - pynative| / max |pynative| = {rel:.2e} (max |logit| {scale:.3g})")
+        assert rel <= GRAPH_REL_TOL, f"{name} {size}px: Graph vs PyNative {rel:.2e} > {GRAPH_REL_TOL}"

@@ -4,7 +4,7 @@ References (not produced by the code under test):
 * timm-derived variants: ``sum(p.numel() for p in timm.create_model(name).parameters())`` with
   timm 1.0.31, and the timm state-dict key/shape lists in ``tests/data/timm_keys`` (timm 1.0.31).
 * paper variants: the parameter counts of the HaloNet paper's table (millions, one decimal);
-  tolerance 2 %.
+  tolerance 0.4 %, the README's claim (measured: 0.001 % (H1) .. 0.363 % (H3)).
 """
 import json
 import pathlib
@@ -27,6 +27,8 @@ PAPER_PARAMS_M = {
     "halonet_h0": 5.5, "halonet_h1": 8.1, "halonet_h2": 9.4, "halonet_h3": 11.8,
     "halonet_h4": 19.1, "halonet_h5": 30.7, "halonet_h6": 43.4, "halonet_h7": 67.4,
 }
+
+PAPER_TOL = 0.004  # README: "H0-H7 are within 0.4 % of the paper"
 
 BN_RENAME = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
 
@@ -85,7 +87,7 @@ def test_paper_variants_params_structure_naming_and_cfg(name):
 
     net = model(name)
     got = num_params(net) / 1e6
-    assert abs(got / PAPER_PARAMS_M[name] - 1) <= 0.02, f"{name}: {got:.3f} M vs paper {PAPER_PARAMS_M[name]} M"
+    assert abs(got / PAPER_PARAMS_M[name] - 1) <= PAPER_TOL, f"{name}: {got:.3f} M vs paper {PAPER_PARAMS_M[name]} M"
 
     size, block, halo, l3 = PAPER_TABLE[name]
     assert [len(stage) for stage in net.stages] == [3, 3, l3, 3]

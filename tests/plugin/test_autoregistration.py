@@ -1,4 +1,5 @@
 """Auto-registration in fresh interpreters: nothing imports ``mindcv_halonet`` except the hook."""
+import os
 import textwrap
 
 import pytest
@@ -190,14 +191,15 @@ def test_broken_third_party_entry_points_warn_and_mindcv_still_imports(fresh_pyt
              halonet=model_entrypoint("halonet_50t").__module__,
              droppath=DropPath.__module__, tiny_layer=TinyLayer.__module__,
              failed=sorted(k[1] for k in state["failed"]))
-    """), PYTHONPATH=str(third_party_plugins))
+    """), PYTHONPATH=os.pathsep.join(filter(None, [str(third_party_plugins), os.environ.get("PYTHONPATH")])))
     assert res["tiny"] == "Dense"
     assert res["halonet"] == "mindcv_halonet.models.halonet"
     assert res["droppath"].startswith("mindcv.models.layers")  # MindCV's own layer is not shadowed
     assert res["tiny_layer"] == "fake_good_plugin"
     assert res["failed"] == ["NoSuchAttr", "broken", "missing"]
     err = proc.stderr
-    assert "skipping broken MindCV plugin entry point [mindcv.models] broken = fake_broken_plugin" in err
+    assert "skipping broken MindCV plugin fake-mindcv-plugins (1 entry point: [mindcv.models] broken = fake_broken_plugin)" in err
+    assert err.count("skipping broken MindCV plugin") == 3  # three different causes: one line each
     assert "this plugin is broken on purpose" in err
     assert "no_such_module_xyz_123" in err and "NoSuchAttr" in err
     assert "mindcv.models.layers.DropPath already is" in err

@@ -30,8 +30,9 @@ def test_entry_points_are_declared(dist):
     layers = _entry_points(dist, "mindcv.layers")
     assert layers["HaloAttention"] == "mindcv_halonet.layers:HaloAttention"
     assert _entry_points(dist, "console_scripts") == {
-        "mindcv-halonet-convert": "mindcv_halonet.convert.cli:main",
-        "mindcv-halonet-export": "mindcv_halonet.export:main",
+        "mindcv-halonet-convert": "mindcv_halonet.commands.convert:main",
+        "mindcv-halonet-check": "mindcv_halonet.commands.check:main",
+        "mindcv-halonet-export": "mindcv_halonet.commands.export:main",
     }
 
 

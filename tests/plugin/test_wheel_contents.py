@@ -43,6 +43,7 @@ def test_startup_files_at_the_wheel_root(wheel):
         pth = zf.read("mindcv_halonet_autoload.pth").decode()
     for name in ("mindcv_halonet_autoload.pth", "mindcv_halonet_autoload.start",
                  "mindcv_halonet_autoload/__init__.py", "mindcv_halonet_autoload/loader.py",
+                 "mindcv_halonet_autoload/mindocr.py",
                  "mindcv_halonet/__init__.py"):
         assert name in names and name in record, name
     assert pth.strip() == "import mindcv_halonet_autoload; mindcv_halonet_autoload.install()"

@@ -14,7 +14,7 @@ VAL_PER_CLASS = 4
 
 # What any CPU run of an Ascend recipe needs (README "CPU overrides") + the tiny data set.
 CPU = {"device_target": "CPU", "distribute": False, "num_parallel_workers": 2, "amp_level": "O0",
-       "val_amp_level": "O0"}
+       "val_amp_level": "O0", "loss_scale_type": "fixed", "drop_overflow_update": False}
 TINY = {"num_classes": None, "batch_size": 16, "image_resize": IMAGE_SIZE, "log_interval": 1, "warmup_epochs": 1}
 # Fitting 64 images in 24 steps: switch off the augmentations meant for 300 ImageNet epochs.
 NO_HEAVY_AUG = {"auto_augment": None, "mixup": 0.0, "re_prob": 0.0}
