@@ -31,12 +31,13 @@ stride 2); avg-pool mode gives floor(H/2) x floor(W/2) (2x2 average pool, no pad
 
 Mixed precision
 ---------------
-The content and relative logits and the softmax always run in float32, whatever the compute dtype
-(MindCV's ``amp_level`` O2/O3 run the 1x1 convs in float16); the attention weights are then cast
-back and the output is returned in the compute dtype (the dtype of the projected values).
+The content and relative logits, the softmax and the weighted sum of the values always run in float32,
+whatever the compute dtype (MindCV's ``amp_level`` O2/O3 run the 1x1 convs in float16); the output
+is returned in the compute dtype (the dtype of the projected values).
 MindSpore's O2/O3 call ``to_float(float16)`` recursively, which makes every op of every sub-cell
-cast its inputs to float16; the two cells that compute logits (``RelPosEmbed``, ``AttentionWeights``)
-are ``Float32Cell``s, which turn such a request into float32 for themselves. Releases propagate
+cast its inputs to float16; the two cells that compute logits (``RelPosEmbed``, ``AttentionCore``)
+are ``Float32Cell``s (``precision.py``, the plugin's only private-API use), which turn such a request
+into float32 for themselves. Releases propagate
 ``to_float`` in one of two ways and ``Float32Cell`` intercepts both (see its docstring);
 ``tests/layers/test_mixed_precision_propagation.py`` applies each and fails if MindSpore renames them.
 """
@@ -48,14 +49,15 @@ import numpy as np
 
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
-from mindspore._c_expression import Cell_, MixedPrecisionType  # what nn.Cell's precision setters use
 from mindspore.common.initializer import Normal, initializer
 from mindspore.ops import constexpr
 
 from .checks import check_image_input
+from .precision import Float32Cell
+from .precision_guard import check_precision_mode
 from .row_gather import RowGather, inverse_table
 
-__all__ = ["HaloAttention", "RelPosEmbed", "AttentionWeights", "Float32Cell", "make_divisible", "halo_dims"]
+__all__ = ["HaloAttention", "RelPosEmbed", "AttentionCore", "Float32Cell", "make_divisible", "halo_dims"]
 
 
 def make_divisible(v: float, divisor: int = 8, min_value: Optional[int] = None, round_limit: float = 0.9) -> int:
@@ -128,51 +130,6 @@ def halo_dims(
     )
 
 
-def _float32_instead(mixed_type):
-    """``MixedPrecisionType.FP16``/``BF16`` -> ``FP32``; anything else (FP32, NOTSET) unchanged."""
-    lowered = {getattr(MixedPrecisionType, name, None) for name in ("FP16", "BF16")} - {None}
-    return MixedPrecisionType.FP32 if mixed_type in lowered else mixed_type
-
-
-class Float32Cell(nn.Cell):
-    """A cell that always computes in float32: a request from an enclosing ``to_float(float16)`` /
-    ``to_float(bfloat16)`` (MindSpore AMP O2/O3) is turned into float32 for this cell and its children.
-
-    MindSpore marks a cell's precision in its C++ part (``Cell_.set_mixed_precision_type``; Graph
-    mode) and, in 2.x, also in the Python attribute ``mixed_precision_type`` (PyNative). How
-    ``to_float`` reaches a sub-cell depends on the release:
-
-    * 2.7-2.10 (and recent 2.x): ``to_float`` -> ``add_flags_recursive(fp16=True)`` -> ``add_flags`` on
-      every cell -> ``_add_mixed_precision_flag``. Intercepted in :meth:`add_flags`.
-    * older releases (2.0 and around): ``to_float`` and ``add_flags_recursive`` call
-      ``_set_mixed_precision_type_recursive(MixedPrecisionType.FP16)``, which sets the C++ mark and
-      recurses through the same method of each child, never through ``add_flags``. Intercepted in
-      :meth:`_set_mixed_precision_type_recursive`.
-
-    :meth:`to_float` called on this cell itself asks for float32 whatever the argument.
-    """
-
-    def add_flags(self, **flags):
-        if flags.get("fp16") or flags.get("bf16"):
-            flags = dict(flags, fp16=False, bf16=False, fp32=True)
-        return super().add_flags(**flags)
-
-    def _set_mixed_precision_type_recursive(self, mixed_type):
-        mixed_type = _float32_instead(mixed_type)
-        Cell_.set_mixed_precision_type(self, mixed_type)
-        if "mixed_precision_type" in self.__dict__:  # the Python-side mark of 2.x (PyNative reads it)
-            self.mixed_precision_type = mixed_type
-        for cell in self.cells():
-            setter = getattr(cell, "_set_mixed_precision_type_recursive", None)
-            if setter is not None:
-                setter(mixed_type)
-            else:
-                cell.add_flags_recursive(fp32=mixed_type == MixedPrecisionType.FP32)
-
-    def to_float(self, dst_type):
-        return super().to_float(ms.float32)
-
-
 class Float32RowGather(Float32Cell, RowGather):
     """``RowGather`` that stays in float32 inside a ``Float32Cell`` under AMP (its own flags are intercepted)."""
 
@@ -192,7 +149,7 @@ class RelPosEmbed(Float32Cell):
     Output: with ``spread`` True (default), (N, bq*bq, win*win) float32, window positions row-major,
     like the content logits. With ``spread`` False, the two terms unspread: (N, bq*bq, 2*win) float32,
     [height term per ky | width term per kx]; the logit of (ky, kx) is the sum of entries ky and
-    win + kx (``HaloAttention`` adds them inside the content matmul, see ``AttentionWeights``).
+    win + kx (``HaloAttention`` adds them inside the content matmul, see ``AttentionCore``).
     """
 
     def __init__(self, block_size: int, win_size: int, dim_head: int):
@@ -202,32 +159,27 @@ class RelPosEmbed(Float32Cell):
         std = dim_head**-0.5
         self.height_rel = Parameter(initializer(Normal(std), (2 * win_size - 1, dim_head), ms.float32), name="height_rel")
         self.width_rel = Parameter(initializer(Normal(std), (2 * win_size - 1, dim_head), ms.float32), name="width_rel")
-        # q . table^T gives (bq*bq, 2*win-1) per query; these flat indices pick, for query (qy, qx) and
-        # window coordinate kk, the entry [(qy, qx), kk - qy + win - 1] (height) / [.., kk - qx + win - 1] (width)
+        # q . [height_rel ; width_rel]^T gives (bq*bq, 2*(2*win-1)) per query; these flat indices pick, for
+        # query (qy, qx), first [.., ky - qy + win - 1] of the height part for each window row ky, then
+        # [.., rows + kx - qx + win - 1] of the width part for each window column kx: (bq*bq, 2*win) per query
         rows = 2 * win_size - 1
         qy = np.arange(block_size)[:, None, None]
         qx = np.arange(block_size)[None, :, None]
         kk = np.arange(win_size)[None, None, :]
-        base = (qy * block_size + qx) * rows + win_size - 1
-        height_index = (base + kk - qy).reshape(-1).astype(np.int32)  # (bq*bq*win,), all distinct
-        width_index = (base + kk - qx).reshape(-1).astype(np.int32)
-        self.height_index, self.width_index = Tensor(height_index), Tensor(width_index)
-        self.height_inverse = inverse_table(height_index, block_size * block_size * rows)
-        self.width_inverse = inverse_table(width_index, block_size * block_size * rows)
+        base = (qy * block_size + qx) * 2 * rows + win_size - 1
+        index = np.concatenate(np.broadcast_arrays(base + kk - qy, base + rows + kk - qx), -1)
+        index = index.reshape(-1).astype(np.int32)  # (bq*bq*2*win,), all distinct
+        self.index, self.inverse = Tensor(index), inverse_table(index, block_size * block_size * 2 * rows)
         self.gather = Float32RowGather()
         self.spread = Tensor(_spread_matrix(win_size).T.copy())  # (2*win, win*win)
 
-    def _axis_logits(self, q2d: Tensor, table: Tensor, index: Tensor, inverse: Tensor, n: int) -> Tensor:
-        # (N*bq*bq, dqk) @ (dqk, 2*win-1) -> (N, bq*bq*(2*win-1), 1) -> pick -> (N*bq*bq, win)
-        full = ops.matmul(q2d, table.astype(ms.float32).T).reshape(n, -1, 1)
-        return self.gather(full, index, inverse).reshape(-1, self.win_size)
-
     def construct(self, q: Tensor, spread: bool = True) -> Tensor:
         n, bq2, d = q.shape
-        q2d = q.astype(ms.float32).reshape(n * bq2, d)
-        rel_h = self._axis_logits(q2d, self.height_rel, self.height_index, self.height_inverse, n)  # (N*bq*bq, ky)
-        rel_w = self._axis_logits(q2d, self.width_rel, self.width_index, self.width_inverse, n)  # (N*bq*bq, kx)
-        rel = ops.concat((rel_h, rel_w), 1)  # (N*bq*bq, 2*win)
+        # one matmul for both axes, one gather for both terms: (N*bq*bq, dqk) @ (dqk, 2*(2*win-1)),
+        # -> (N, bq*bq*2*(2*win-1), 1) -> pick -> (N*bq*bq, 2*win) = [height term per ky | width term per kx]
+        table = ops.concat((self.height_rel.astype(ms.float32), self.width_rel.astype(ms.float32)), 0)
+        full = ops.matmul(q.astype(ms.float32).reshape(n * bq2, d), table.T).reshape(n, -1, 1)
+        rel = self.gather(full, self.index, self.inverse).reshape(n * bq2, 2 * self.win_size)
         if spread:
             # a matmul, so that its backward is a matmul too (a broadcast add's backward is a reduction
             # over a short axis, slow on CPU)
@@ -253,16 +205,21 @@ def _spread_tensor(win_size: int, transposed: bool) -> Tensor:
     return Tensor(spread.T.copy() if transposed else spread)
 
 
-class AttentionWeights(Float32Cell):
-    """Softmax attention weights of each query over its key window, in float32.
+class AttentionCore(Float32Cell):
+    """Softmax attention of each query over its key window, applied to the values, in float32; its
+    backward recomputes the weights instead of keeping them.
 
-    Inputs: q (N, bq*bq, dqk) and k (N, dqk, win*win) (keys channels first), any float dtype; rel
-    (N, bq*bq, 2*win), the unscaled relative logits from ``RelPosEmbed(spread=False)``.
-    Output: (N, bq*bq, win*win) float32, rows summing to 1.
+    Inputs: q (N, bq*bq, dqk), k (N, dqk, win*win) and v (N, dv, win*win) (keys and values channels
+    first), any float dtype; rel (N, bq*bq, 2*win), the unscaled relative logits from
+    ``RelPosEmbed(spread=False)``.
+    Output: (N, dv, bq*bq) float32, channels first: ``v @ softmax(logits)^T``.
 
     The relative logits are added inside the content matmul (:meth:`logits`): queries and keys are
     extended by the 2*win relative terms and the 0/1 ``_spread_matrix``, so that one batched matmul
     writes the full logits, and the scale is applied to the (small) queries, not to the logits.
+
+    Memory: the (N, bq*bq, win*win) logits and weights live only inside the forward and the backward
+    of this cell; the step keeps the small inputs and the output (see :meth:`bprop`).
     """
 
     def __init__(self, scale: float, scale_pos_embed: bool):
@@ -271,6 +228,8 @@ class AttentionWeights(Float32Cell):
         self.scale_pos_embed = scale_pos_embed
         self.bmm_nt = ops.BatchMatMul(transpose_b=True)
         self.bmm_tn = ops.BatchMatMul(transpose_a=True)
+        self.softmax = ops.Softmax(-1)  # a primitive: the functional softmax, used in construct and bprop,
+        # left an empty function graph under amp in Graph mode (MindSpore 2.8.0)
 
     def logits(self, q: Tensor, k: Tensor, rel: Tensor) -> Tensor:
         """(q . k + rel) * scale (``scale_pos_embed``) or (q * scale) . k + rel, in the dtype of the inputs:
@@ -284,26 +243,86 @@ class AttentionWeights(Float32Cell):
             q_ext = ops.concat((q * self.scale, rel), -1)
         return ops.bmm(q_ext, ops.concat((k, spread), 1))
 
-    def construct(self, q: Tensor, k: Tensor, rel: Tensor) -> Tensor:
-        return ops.softmax(self.logits(q.astype(ms.float32), k.astype(ms.float32), rel.astype(ms.float32)), -1)
+    def weights(self, q: Tensor, k: Tensor, rel: Tensor) -> Tensor:
+        """(N, bq*bq, win*win) float32 softmax weights, rows summing to 1."""
+        return self.softmax(self.logits(q.astype(ms.float32), k.astype(ms.float32), rel.astype(ms.float32)))
 
-    def bprop(self, q: Tensor, k: Tensor, rel: Tensor, out: Tensor, dout: Tensor):
-        """The gradient autodiff would give, from the weights alone (``out``; not the logits, which are
-        then not kept for the backward pass), and with no broadcasting binary op: MindSpore's CPU
-        kernels keep, for the whole step, a broadcast op's index workspace of 4x its output size.
-        The scale goes on the small gradients, not on the (N, bq*bq, win*win) one."""
-        dout = dout.astype(ms.float32)
-        row = (dout * out).sum(-1, keepdims=True)  # (N, bq*bq, 1)
-        dlogits = out * (dout - ops.broadcast_to(row, out.shape))  # softmax backward
-        n, bq2, win2 = dlogits.shape
-        qf, kf = q.astype(ms.float32), k.astype(ms.float32)
-        dq = self.bmm_nt(dlogits, kf) * self.scale  # (N, bq*bq, dqk)
-        dk = self.bmm_tn(qf, dlogits) * self.scale  # (N, dqk, win*win)
+    def _forward(self, q: Tensor, k: Tensor, rel: Tensor, v: Tensor) -> Tensor:
+        return self.bmm_nt(v.astype(ms.float32), self.weights(q, k, rel))  # (n, dv, bq*bq)
+
+    def _backward(self, q: Tensor, k: Tensor, rel: Tensor, v: Tensor, out: Tensor, dout: Tensor):
+        dout = dout.astype(ms.float32)  # (n, dv, bq*bq)
+        # recompute only once dout exists: without the dependency Graph mode may schedule the recomputation
+        # right after the forward, and then every layer's weights are alive at once
+        qf, kf = ops.depend(q.astype(ms.float32), dout), ops.depend(k.astype(ms.float32), dout)
+        rf, vf = ops.depend(rel.astype(ms.float32), dout), v.astype(ms.float32)
+        attn = self.weights(qf, kf, rf)  # (n, bq*bq, win*win), recomputed
+        n, bq2, win2 = attn.shape
+        row = (dout * out.astype(ms.float32)).sum(1, keepdims=True)  # (n, 1, bq*bq)
+        dv = ops.bmm(dout, attn)  # (n, dv, win*win)
+        dattn = self.bmm_tn(ops.concat((dout, -row), 1),
+                            ops.concat((vf, ops.ones((n, 1, win2), ms.float32)), 1))  # dw - row, (n, bq*bq, win*win)
+        dlogits = attn * dattn  # softmax backward
+        dq = self.bmm_nt(dlogits, kf) * self.scale  # (n, bq*bq, dqk)
+        dk = self.bmm_tn(qf, dlogits) * self.scale  # (n, dqk, win*win)
         spread = _spread_tensor(rel.shape[-1] // 2, False)
         drel = ops.matmul(dlogits.reshape(n * bq2, win2), spread).reshape(n, bq2, -1)
         if self.scale_pos_embed:
             drel = drel * self.scale
-        return dq.astype(q.dtype), dk.astype(k.dtype), drel.astype(rel.dtype)
+        return dq, dk, drel, dv
+
+    def construct(self, q: Tensor, k: Tensor, rel: Tensor, v: Tensor) -> Tensor:
+        spans = _problem_spans(q.shape[0], q.shape[1] * k.shape[2])
+        if len(spans) == 1:
+            return self._forward(q, k, rel, v)
+        outs = ()
+        for start, stop in spans:  # one span after the other: each one's logits are freed before the next
+            qi = q[start:stop]
+            if start > 0:
+                qi = ops.depend(qi, outs[-1])
+            outs = outs + (self._forward(qi, k[start:stop], rel[start:stop], v[start:stop]),)
+        return ops.concat(outs, 0)
+
+    def bprop(self, q: Tensor, k: Tensor, rel: Tensor, v: Tensor, out: Tensor, dout: Tensor):
+        """The gradient autodiff would give, with the weights recomputed from q, k, rel (so the forward
+        keeps no (N, bq*bq, win*win) tensor for the backward) and three full-size passes fewer:
+
+        - the softmax backward's row term sum_j w_ij dw_ij equals sum_c dout_ci out_ci (small tensors);
+        - it is subtracted inside the matmul that writes dw: [dout ; -row]^T @ [v ; 1];
+        - no broadcasting binary op (MindSpore's CPU kernels keep, for the whole step, a broadcast op's
+          index workspace of 4x its output size), and the scale goes on the small gradients.
+
+        Like the forward, it runs over spans of at most ``_SPAN_ELEMENTS`` logits, one after the other.
+        """
+        spans = _problem_spans(q.shape[0], q.shape[1] * k.shape[2])
+        if len(spans) == 1:
+            dq, dk, drel, dv = self._backward(q, k, rel, v, out, dout)
+        else:
+            dqs, dks, drels, dvs = (), (), (), ()
+            for start, stop in spans:
+                douti = dout[start:stop]
+                if start > 0:
+                    douti = ops.depend(ops.depend(ops.depend(ops.depend(douti, dqs[-1]), dks[-1]), drels[-1]), dvs[-1])
+                dqi, dki, dreli, dvi = self._backward(q[start:stop], k[start:stop], rel[start:stop], v[start:stop],
+                                                      out[start:stop], douti)
+                dqs, dks, drels, dvs = dqs + (dqi,), dks + (dki,), drels + (dreli,), dvs + (dvi,)
+            dq, dk, drel, dv = ops.concat(dqs, 0), ops.concat(dks, 0), ops.concat(drels, 0), ops.concat(dvs, 0)
+        return dq.astype(q.dtype), dk.astype(k.dtype), drel.astype(rel.dtype), dv.astype(v.dtype)
+
+
+# The attention core runs its N problems in spans of at most this many float32 logits (32 MiB):
+# each span's (n, bq*bq, win*win) tensors are freed before the next span starts, so a layer's
+# transient memory does not grow with the batch beyond one span.
+_SPAN_ELEMENTS = 1 << 23
+
+
+@constexpr
+def _problem_spans(n: int, per_problem: int):
+    """((start, stop), ...): N problems in equal consecutive spans of at most ``_SPAN_ELEMENTS`` logits."""
+    per_span = max(1, _SPAN_ELEMENTS // per_problem)
+    count = -(-n // per_span)
+    size = -(-n // count)
+    return tuple((i, min(n, i + size)) for i in range(0, n, size))
 
 
 @lru_cache(maxsize=256)
@@ -472,6 +491,7 @@ class HaloAttention(nn.Cell):
     ):
         super().__init__()
         d = halo_dims(dim, dim_out, stride, num_heads, dim_head, block_size, halo_size, qk_ratio, avg_down)
+        check_precision_mode()  # on Ascend, once per process: does precision_mode keep the float32 logits?
         self.dim = dim
         self.stride = stride
         self.dim_out = d["dim_out"]
@@ -499,9 +519,8 @@ class HaloAttention(nn.Cell):
             weight_init=Normal(std), bias_init="zeros",
         )
         self.pos_embed = RelPosEmbed(self.block_size_ds, self.win_size, self.dim_head_qk)
-        self.attn_weights = AttentionWeights(self.scale, self.scale_pos_embed)
+        self.attend = AttentionCore(self.scale, self.scale_pos_embed)
         self.gather = RowGather()  # ops.gather along rows, with a gather (not a scatter) as its backward
-        self.bmm_nt = ops.BatchMatMul(transpose_b=True)
         self.pool = nn.AvgPool2d(kernel_size=2, stride=2) if self.use_avg_pool else nn.Identity()
         self.description = f"HaloAttention({self.extend_repr()})"  # names the layer in input errors
 
@@ -543,13 +562,13 @@ class HaloAttention(nn.Cell):
         k = self.gather(kv, k_index, k_inverse).reshape(n, dqk, win * win)
         v = self.gather(kv, v_index, v_inverse).reshape(n, dv, win * win)
 
-        # logits and softmax in float32, weights back in the compute dtype: (N, bq*bq, win*win)
+        # logits, softmax and the weighted values in float32, the result back in the compute dtype.
         # Cast here, not only inside the Float32Cells: under amp O2/O3 in Graph mode a Float32Cell's input
-        # arrives cast to float32, and AttentionWeights' custom bprop then returns float32 gradients that
+        # arrives cast to float32, and AttentionCore's custom bprop then returns float32 gradients that
         # autodiff cannot add to RelPosEmbed's float16 ones (AddN type error at compile time).
-        q, k = q.astype(ms.float32), k.astype(ms.float32)
-        attn = self.attn_weights(q, k, self.pos_embed(q, False)).astype(v.dtype)
-        out = self.bmm_nt(v, attn)  # (N, dv, bq*bq), channels first
+        out_dtype = v.dtype
+        q, k, v = q.astype(ms.float32), k.astype(ms.float32), v.astype(ms.float32)
+        out = self.attend(q, k, self.pos_embed(q, False), v).astype(out_dtype)  # (N, dv, bq*bq), channels first
 
         # blocks back to a channels-first map, rows of bq pixels at a time; queries outside the map dropped
         out_index, out_inverse = _unblock_chunks(nh, nw, bq, dv)
