@@ -11,11 +11,17 @@ exact semantics the tests hold it to). Shapes use these letters:
     nh, nw = Hp / b, Wp / b     blocks per column / row; nb = nh * nw
     N  = B * h * nb             one attention problem per (sample, head, block)
 
-Only 1x1 conv / reshape / transpose / slice / concat / gather / batched matmul / softmax are used,
-so the cell runs on every MindSpore backend (no ``nn.Unfold``), in PyNative and Graph mode, with
-shapes that are static for a given input size. Query blocks and the overlapping key/value windows
-are each cut with one gather from a "pixels as rows" map that has one extra all-zero row; every
-window position outside the map reads that row.
+Only 1x1 conv / reshape / slice / concat / gather / batched matmul / softmax are used, so the cell
+runs on every MindSpore backend (no ``nn.Unfold``), in PyNative and Graph mode, with shapes that are
+static for a given input size. No activation is transposed (a MindSpore CPU transpose keeps about 4x its
+output for the whole train step): the query blocks are cut with one element-level gather from the flat
+channels-first q map, the overlapping key/value windows with one gather each of ``gcd(b, win)``-pixel
+runs from the channels-first kv map padded with zero columns, and one gather of ``bq``-pixel runs puts
+the blocks back; every window position outside the map reads a zero element or run.
+
+Memory: ``AttentionCore`` keeps no (N, bq*bq, win*win) tensor for the backward (it recomputes the
+weights there), and runs its N problems in spans of at most ``_SPAN_ELEMENTS`` logits, so that a
+layer's transient memory stops growing with the batch beyond one span.
 
 Sizes that are not a multiple of ``block_size``
 -----------------------------------------------

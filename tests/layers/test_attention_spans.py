@@ -3,14 +3,29 @@
 
 At the default budget the fixtures are one span each, so ``test_halo_attention.py`` alone would not see
 a wrong slice, a lost span or a mis-ordered concat of the span loop in ``AttentionCore``.
+
+The PyNative half runs in a child pytest (a fresh interpreter): in the full suite, after it had run
+in-process, later Graph-mode compiles of unrelated tests failed inside MindSpore's parser ("Unsupported
+statement 'Delete'" at ``Cell.__init__``). The full suite without the in-process PyNative half passes;
+tests/layers alone with both halves in-process passes, and so does a script running the PyNative half
+three times and then every fixture in Graph mode: the trigger needs more of the suite's history.
 """
+import os
+import pathlib
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
+import mindspore as ms
 from mindspore import Tensor
 
 import mindcv_halonet.layers.halo_attention as ha
-from tests.layers.test_halo_attention import FIXTURES, MODES, build_layer, forward_backward, load_fixture, mode  # noqa: F401
+from tests.layers.test_halo_attention import FIXTURES, build_layer, forward_backward, load_fixture
+
+CHILD = os.environ.get("MINDCV_HALONET_SPANS_CHILD") == "1"
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("n,per_problem,budget", [(54, 576, 3000), (7, 10, 30), (4096, 64 * 196, 1 << 25), (5, 9, 1)])
@@ -23,7 +38,8 @@ def test_spans_cover_all_problems_in_order_within_the_budget(n, per_problem, bud
 
 
 @pytest.mark.parametrize("path", FIXTURES, ids=[p.stem for p in FIXTURES])
-def test_fixture_in_spans_matches_timm(path, mode, monkeypatch):
+def test_fixture_in_spans_matches_timm(path, set_mode, monkeypatch):
+    set_mode(ms.PYNATIVE_MODE if CHILD else ms.GRAPH_MODE)  # restored by the fixture
     z, cfg, derived, params = load_fixture(path)
     bq, win = derived["block_size_ds"], derived["win_size"]
     per_problem = bq * bq * win * win
@@ -38,3 +54,13 @@ def test_fixture_in_spans_matches_timm(path, mode, monkeypatch):
     assert set(gw) == set(params)
     for name, grad in gw.items():
         np.testing.assert_allclose(grad, z["grad." + name], rtol=1e-4, atol=2e-4, err_msg=name)
+
+
+if not CHILD:
+    def test_fixture_in_spans_matches_timm_pynative_in_a_fresh_interpreter():
+        env = dict(os.environ, MINDCV_HALONET_SPANS_CHILD="1", GLOG_v="3")
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+                               "-k", "test_fixture_in_spans_matches_timm"], cwd=str(ROOT), env=env,
+                              capture_output=True, text=True, timeout=1200)
+        assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+        assert f"{len(FIXTURES)} passed" in proc.stdout, proc.stdout[-2000:]
