@@ -11,7 +11,8 @@ not have) at 256x256, batch 8, it measures in a fresh subprocess per configurati
 * the first train call (for MindSpore Graph: compile + one step) and the compile time (first call
   minus a steady call).
 
-A scaling table follows: the Graph train step of ``--scaling-model`` (halonet_50t) and of timm at
+The layer alone follows (``bench_halo_attention.py --graph-only`` in a subprocess: HaloAttention
+against global attention, timm's HaloAttn and a dense bmm of the same MACs). A scaling table follows: the Graph train step of ``--scaling-model`` (halonet_50t) and of timm at
 ``--scaling-sizes`` (224, 256, 320, 384 px), time and peak RSS, and how each grows with pixel count.
 
 Peers: MindSpore PyNative, MindSpore Graph, timm on PyTorch CPU (``halonet50ts`` / ``halonet26t`` /
@@ -535,8 +536,44 @@ def orchestrate(args):
         results["h_family"] = run_h_family(args, runner)
     if args.scaling_sizes:
         results["scaling"] = run_scaling(args)
+    if args.layer_repeats:
+        results["layer"] = run_layer(args)
     atomic_write(os.path.join(args.out, "models.json"), json.dumps(results, indent=2))
     render(results, args)
+
+
+def run_layer(args):
+    """``bench_halo_attention.py --graph-only`` (its default layer: batch 8, 256 channels, 32x32) in a
+    subprocess: HaloAttention, global attention, timm's HaloAttn and a dense bmm of the same MACs."""
+    print("[layer]", file=sys.stderr, flush=True)
+    fd, out = tempfile.mkstemp(suffix=".json")
+    os.close(fd)
+    try:
+        cmd = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_halo_attention.py"),
+               "--graph-only", "--repeats", str(args.layer_repeats), "--threads", str(args.threads), "--json", out]
+        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), GLOG_v="3")
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
+        if proc.returncode:
+            return {"ok": False, "error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
+        with open(out) as f:
+            return dict(json.load(f), ok=True)
+    finally:
+        os.remove(out)
+
+
+def make_layer_markdown(layer):
+    if not layer.get("ok"):
+        return f"**The layer alone**: failed: {layer.get('error')}\n"
+    a = layer["args"]
+    rows = layer["ms_per_iter"]
+    dense = next(v for k, v in rows.items() if k.startswith("dense bmm"))
+    lines = [f"**The layer alone** (`bench_halo_attention.py --graph-only`, same run): batch {a['batch']}, "
+             f"{a['channels']} channels, {a['size']}x{a['size']}, medians of {a['repeats']}; forward "
+             f"{layer['forward_gmac']:.2f} GMAC. The dense bmm does the same MACs (x3 for forward + backward).", "",
+             "| implementation | forward ms | forward + backward ms | fwd+bwd / dense bmm |", "|---|---:|---:|---:|"]
+    for name, (fwd, fwd_bwd) in rows.items():
+        lines.append(f"| {name} | {fwd:.1f} | {fwd_bwd:.1f} | {fwd_bwd / dense[1]:.2f} |")
+    return "\n".join(lines) + "\n"
 
 
 def mb_per_image(points):
@@ -615,6 +652,8 @@ def render(results, args):
         md += "\n" + make_h_family_markdown(results["h_family"], args)
     if results.get("scaling"):
         md += "\n" + make_scaling_markdown(results["scaling"], args)
+    if results.get("layer"):
+        md += "\n" + make_layer_markdown(results["layer"])
     atomic_write(os.path.join(args.out, "models.md"), md)
     make_plot(results, args, os.path.join(args.out, "models.png"))
     print(md)
@@ -622,7 +661,8 @@ def render(results, args):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", nargs="+", default=["halonet_50t", "halonet_26t", "resnet50", "halonet_h1"])
+    p.add_argument("--models", nargs="*", default=["halonet_50t", "halonet_26t", "resnet50", "halonet_h1"],
+                   help="models of the main table (none: no main table)")
     p.add_argument("--rounds", type=int, default=2,
                    help="interleaved rounds (ours, timm, ours, timm, ...) per model; medians over rounds")
     p.add_argument("--slope-models", nargs="*", default=["halonet_50t", "halonet_26t", "halonet_h1"],
@@ -637,6 +677,8 @@ def main(argv=None):
     p.add_argument("--scaling-model", default="halonet_50t")
     p.add_argument("--scaling-sizes", type=int, nargs="*", default=[224, 256, 320, 384],
                    help="input sizes of the scaling table (none: no table)")
+    p.add_argument("--layer-repeats", type=int, default=10,
+                   help="timed calls of the layer-alone table (bench_halo_attention.py); 0: no table")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--repeats", type=int, default=5)
@@ -665,6 +707,8 @@ def main(argv=None):
         p.error(f"--slope-models={args.slope_models} is invalid; expected a subset of {sorted(known)}")
     if args.worker is None and not set(args.h_family) <= set(H_SIZES):
         p.error(f"--h-family={args.h_family} is invalid; expected a subset of {sorted(H_SIZES)}")
+    if args.layer_repeats < 0:
+        p.error(f"--layer-repeats={args.layer_repeats} is invalid; expected an integer >= 0 (0: no layer table)")
     if args.worker is None and any(b < 1 for b in args.slope_batches):
         p.error(f"--slope-batches={args.slope_batches} is invalid; expected batch sizes >= 1")
     if args.worker is None and args.scaling_sizes and not TIMM_NAMES.get(args.scaling_model):

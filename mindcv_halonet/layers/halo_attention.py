@@ -11,11 +11,17 @@ exact semantics the tests hold it to). Shapes use these letters:
     nh, nw = Hp / b, Wp / b     blocks per column / row; nb = nh * nw
     N  = B * h * nb             one attention problem per (sample, head, block)
 
-Only 1x1 conv / reshape / transpose / slice / concat / gather / batched matmul / softmax are used,
-so the cell runs on every MindSpore backend (no ``nn.Unfold``), in PyNative and Graph mode, with
-shapes that are static for a given input size. Query blocks and the overlapping key/value windows
-are each cut with one gather from a "pixels as rows" map that has one extra all-zero row; every
-window position outside the map reads that row.
+Only 1x1 conv / reshape / slice / concat / gather / batched matmul / softmax are used, so the cell
+runs on every MindSpore backend (no ``nn.Unfold``), in PyNative and Graph mode, with shapes that are
+static for a given input size. No activation is transposed (a MindSpore CPU transpose keeps about 4x its
+output for the whole train step): the query blocks are cut with one element-level gather from the flat
+channels-first q map, the overlapping key/value windows with one gather each of ``gcd(b, win)``-pixel
+runs from the channels-first kv map padded with zero columns, and one gather of ``bq``-pixel runs puts
+the blocks back; every window position outside the map reads a zero element or run.
+
+Memory: ``AttentionCore`` keeps no (N, bq*bq, win*win) tensor for the backward (it recomputes the
+weights there), and runs its N problems in spans of at most ``_SPAN_ELEMENTS`` logits, so that a
+layer's transient memory stops growing with the batch beyond one span.
 
 Sizes that are not a multiple of ``block_size``
 -----------------------------------------------
@@ -31,11 +37,11 @@ stride 2); avg-pool mode gives floor(H/2) x floor(W/2) (2x2 average pool, no pad
 
 Mixed precision
 ---------------
-The content and relative logits and the softmax always run in float32, whatever the compute dtype
-(MindCV's ``amp_level`` O2/O3 run the 1x1 convs in float16); the attention weights are then cast
-back and the output is returned in the compute dtype (the dtype of the projected values).
+The content and relative logits, the softmax and the weighted sum of the values always run in float32,
+whatever the compute dtype (MindCV's ``amp_level`` O2/O3 run the 1x1 convs in float16); the output
+is returned in the compute dtype (the dtype of the projected values).
 MindSpore's O2/O3 call ``to_float(float16)`` recursively, which makes every op of every sub-cell
-cast its inputs to float16; the two cells that compute logits (``RelPosEmbed``, ``AttentionWeights``)
+cast its inputs to float16; the two cells that compute logits (``RelPosEmbed``, ``AttentionCore``)
 are ``Float32Cell``s (``precision.py``, the plugin's only private-API use), which turn such a request
 into float32 for themselves. Releases propagate
 ``to_float`` in one of two ways and ``Float32Cell`` intercepts both (see its docstring);
@@ -57,7 +63,7 @@ from .precision import Float32Cell
 from .precision_guard import check_precision_mode
 from .row_gather import RowGather, inverse_table
 
-__all__ = ["HaloAttention", "RelPosEmbed", "AttentionWeights", "Float32Cell", "make_divisible", "halo_dims"]
+__all__ = ["HaloAttention", "RelPosEmbed", "AttentionCore", "Float32Cell", "make_divisible", "halo_dims"]
 
 
 def make_divisible(v: float, divisor: int = 8, min_value: Optional[int] = None, round_limit: float = 0.9) -> int:
@@ -145,8 +151,11 @@ class RelPosEmbed(Float32Cell):
     (the index mixes query-grid and window coordinates exactly as timm does, also in strided-query
     mode). Rows 0 .. win-bq-1 of both tables are never read.
 
-    Input:  q (N, bq*bq, dqk), queries of a block in row-major order.
-    Output: (N, bq*bq, win*win) float32, window positions row-major, like the content logits.
+    Input:  q (N, bq*bq, dqk), queries of a block in row-major order; ``spread`` (a constant bool).
+    Output: with ``spread`` True (default), (N, bq*bq, win*win) float32, window positions row-major,
+    like the content logits. With ``spread`` False, the two terms unspread: (N, bq*bq, 2*win) float32,
+    [height term per ky | width term per kx]; the logit of (ky, kx) is the sum of entries ky and
+    win + kx (``HaloAttention`` adds them inside the content matmul, see ``AttentionCore``).
     """
 
     def __init__(self, block_size: int, win_size: int, dim_head: int):
@@ -156,48 +165,67 @@ class RelPosEmbed(Float32Cell):
         std = dim_head**-0.5
         self.height_rel = Parameter(initializer(Normal(std), (2 * win_size - 1, dim_head), ms.float32), name="height_rel")
         self.width_rel = Parameter(initializer(Normal(std), (2 * win_size - 1, dim_head), ms.float32), name="width_rel")
-        # q . table^T gives (bq*bq, 2*win-1) per query; these flat indices pick, for query (qy, qx) and
-        # window coordinate kk, the entry [(qy, qx), kk - qy + win - 1] (height) / [.., kk - qx + win - 1] (width)
+        # q . [height_rel ; width_rel]^T gives (bq*bq, 2*(2*win-1)) per query; these flat indices pick, for
+        # query (qy, qx), first [.., ky - qy + win - 1] of the height part for each window row ky, then
+        # [.., rows + kx - qx + win - 1] of the width part for each window column kx: (bq*bq, 2*win) per query
         rows = 2 * win_size - 1
         qy = np.arange(block_size)[:, None, None]
         qx = np.arange(block_size)[None, :, None]
         kk = np.arange(win_size)[None, None, :]
-        base = (qy * block_size + qx) * rows + win_size - 1
-        height_index = (base + kk - qy).reshape(-1).astype(np.int32)  # (bq*bq*win,), all distinct
-        width_index = (base + kk - qx).reshape(-1).astype(np.int32)
-        self.height_index, self.width_index = Tensor(height_index), Tensor(width_index)
-        self.height_inverse = inverse_table(height_index, block_size * block_size * rows)
-        self.width_inverse = inverse_table(width_index, block_size * block_size * rows)
+        base = (qy * block_size + qx) * 2 * rows + win_size - 1
+        index = np.concatenate(np.broadcast_arrays(base + kk - qy, base + rows + kk - qx), -1)
+        index = index.reshape(-1).astype(np.int32)  # (bq*bq*2*win,), all distinct
+        self.index, self.inverse = Tensor(index), inverse_table(index, block_size * block_size * 2 * rows)
         self.gather = Float32RowGather()
-        # spread (2*win,) [height term per ky | width term per kx] onto the win*win window positions:
-        # rel[ky*win + kx] = rel_h[ky] + rel_w[kx]. A matmul, so that its backward is a matmul too
-        # (a broadcast add's backward is a reduction over a short axis, slow on CPU).
-        spread = np.zeros((2 * win_size, win_size, win_size), np.float32)
-        for i in range(win_size):
-            spread[i, i, :] = 1.0
-            spread[win_size + i, :, i] = 1.0
-        self.spread = Tensor(spread.reshape(2 * win_size, win_size * win_size))
+        self.spread = Tensor(_spread_matrix(win_size).T.copy())  # (2*win, win*win)
 
-    def _axis_logits(self, q2d: Tensor, table: Tensor, index: Tensor, inverse: Tensor, n: int) -> Tensor:
-        # (N*bq*bq, dqk) @ (dqk, 2*win-1) -> (N, bq*bq*(2*win-1), 1) -> pick -> (N*bq*bq, win)
-        full = ops.matmul(q2d, table.astype(ms.float32).T).reshape(n, -1, 1)
-        return self.gather(full, index, inverse).reshape(-1, self.win_size)
-
-    def construct(self, q: Tensor) -> Tensor:
+    def construct(self, q: Tensor, spread: bool = True) -> Tensor:
         n, bq2, d = q.shape
-        q2d = q.astype(ms.float32).reshape(n * bq2, d)
-        rel_h = self._axis_logits(q2d, self.height_rel, self.height_index, self.height_inverse, n)  # (N*bq*bq, ky)
-        rel_w = self._axis_logits(q2d, self.width_rel, self.width_index, self.width_inverse, n)  # (N*bq*bq, kx)
-        rel = ops.matmul(ops.concat((rel_h, rel_w), 1), self.spread)  # (N*bq*bq, win*win)
+        # one matmul for both axes, one gather for both terms: (N*bq*bq, dqk) @ (dqk, 2*(2*win-1)),
+        # -> (N, bq*bq*2*(2*win-1), 1) -> pick -> (N*bq*bq, 2*win) = [height term per ky | width term per kx]
+        table = ops.concat((self.height_rel.astype(ms.float32), self.width_rel.astype(ms.float32)), 0)
+        full = ops.matmul(q.astype(ms.float32).reshape(n * bq2, d), table.T).reshape(n, -1, 1)
+        rel = self.gather(full, self.index, self.inverse).reshape(n * bq2, 2 * self.win_size)
+        if spread:
+            # a matmul, so that its backward is a matmul too (a broadcast add's backward is a reduction
+            # over a short axis, slow on CPU)
+            rel = ops.matmul(rel, self.spread)  # (N*bq*bq, win*win)
         return rel.reshape(n, bq2, -1)
 
 
-class AttentionWeights(Float32Cell):
-    """Softmax attention weights of each query over its key window, in float32.
+@lru_cache(maxsize=64)
+def _spread_matrix(win_size: int) -> np.ndarray:
+    """(win*win, 2*win) float32 0/1: row ky*win + kx has ones in columns ky and win + kx, so that
+    [rel_h | rel_w] @ spread^T puts rel_h[ky] + rel_w[kx] on window position (ky, kx)."""
+    spread = np.zeros((win_size, win_size, 2 * win_size), np.float32)
+    for i in range(win_size):
+        spread[i, :, i] = 1.0
+        spread[:, i, win_size + i] = 1.0
+    return spread.reshape(win_size * win_size, 2 * win_size)
 
-    Inputs: q (N, bq*bq, dqk), k (N, win*win, dqk), any float dtype; rel (N, bq*bq, win*win), the
-    unscaled relative logits from ``RelPosEmbed``.
-    Output: (N, bq*bq, win*win) float32, rows summing to 1.
+
+@constexpr
+def _spread_tensor(win_size: int, transposed: bool) -> Tensor:
+    """``_spread_matrix`` (win*win, 2*win), or its transpose, as a compile-time constant."""
+    spread = _spread_matrix(win_size)
+    return Tensor(spread.T.copy() if transposed else spread)
+
+
+class AttentionCore(Float32Cell):
+    """Softmax attention of each query over its key window, applied to the values, in float32; its
+    backward recomputes the weights instead of keeping them.
+
+    Inputs: q (N, bq*bq, dqk), k (N, dqk, win*win) and v (N, dv, win*win) (keys and values channels
+    first), any float dtype; rel (N, bq*bq, 2*win), the unscaled relative logits from
+    ``RelPosEmbed(spread=False)``.
+    Output: (N, dv, bq*bq) float32, channels first: ``v @ softmax(logits)^T``.
+
+    The relative logits are added inside the content matmul (:meth:`logits`): queries and keys are
+    extended by the 2*win relative terms and the 0/1 ``_spread_matrix``, so that one batched matmul
+    writes the full logits, and the scale is applied to the (small) queries, not to the logits.
+
+    Memory: the (N, bq*bq, win*win) logits and weights live only inside the forward and the backward
+    of this cell; the step keeps the small inputs and the output (see :meth:`bprop`).
     """
 
     def __init__(self, scale: float, scale_pos_embed: bool):
@@ -206,42 +234,109 @@ class AttentionWeights(Float32Cell):
         self.scale_pos_embed = scale_pos_embed
         self.bmm_nt = ops.BatchMatMul(transpose_b=True)
         self.bmm_tn = ops.BatchMatMul(transpose_a=True)
+        self.softmax = ops.Softmax(-1)  # a primitive: the functional softmax, used in construct and bprop,
+        # left an empty function graph under amp in Graph mode (MindSpore 2.8.0)
 
-    def construct(self, q: Tensor, k: Tensor, rel: Tensor) -> Tensor:
-        q = q.astype(ms.float32)
-        k = k.astype(ms.float32)
+    def logits(self, q: Tensor, k: Tensor, rel: Tensor) -> Tensor:
+        """(q . k + rel) * scale (``scale_pos_embed``) or (q * scale) . k + rel, in the dtype of the inputs:
+        [q*s | rel*s'] @ [k ; spread^T], one batched matmul over dqk + 2*win."""
+        n, _, win2 = k.shape
+        two_win = rel.shape[-1]
+        spread = ops.broadcast_to(_spread_tensor(two_win // 2, True).astype(k.dtype), (n, two_win, win2))
         if self.scale_pos_embed:
-            logits = (self.bmm_nt(q, k) + rel) * self.scale
+            q_ext = ops.concat((q, rel), -1) * self.scale
         else:
-            logits = self.bmm_nt(q * self.scale, k) + rel  # scaling q is cheaper than scaling the logits
-        return ops.softmax(logits, -1)
+            q_ext = ops.concat((q * self.scale, rel), -1)
+        return ops.bmm(q_ext, ops.concat((k, spread), 1))
 
-    def bprop(self, q: Tensor, k: Tensor, rel: Tensor, out: Tensor, dout: Tensor):
-        """The gradient autodiff would give, from the weights alone (``out``; not the logits or ``rel``,
-        which are then not kept for the backward pass), and with no broadcasting binary op: MindSpore's
-        CPU kernels keep, for the whole step, a broadcast op's index workspace of 4x its output size."""
-        dout = dout.astype(ms.float32)
-        row = (dout * out).sum(-1, keepdims=True)  # (N, bq*bq, 1)
-        dlogits = out * (dout - ops.broadcast_to(row, out.shape))  # softmax backward
-        qf, kf = q.astype(ms.float32), k.astype(ms.float32)
-        dq = ops.bmm(dlogits, kf)
-        dk = self.bmm_tn(dlogits, qf)
+    def weights(self, q: Tensor, k: Tensor, rel: Tensor) -> Tensor:
+        """(N, bq*bq, win*win) float32 softmax weights, rows summing to 1."""
+        return self.softmax(self.logits(q.astype(ms.float32), k.astype(ms.float32), rel.astype(ms.float32)))
+
+    def _forward(self, q: Tensor, k: Tensor, rel: Tensor, v: Tensor) -> Tensor:
+        return self.bmm_nt(v.astype(ms.float32), self.weights(q, k, rel))  # (n, dv, bq*bq)
+
+    def _backward(self, q: Tensor, k: Tensor, rel: Tensor, v: Tensor, out: Tensor, dout: Tensor):
+        dout = dout.astype(ms.float32)  # (n, dv, bq*bq)
+        # recompute only once dout exists: without the dependency Graph mode may schedule the recomputation
+        # right after the forward, and then every layer's weights are alive at once
+        qf, kf = ops.depend(q.astype(ms.float32), dout), ops.depend(k.astype(ms.float32), dout)
+        rf, vf = ops.depend(rel.astype(ms.float32), dout), v.astype(ms.float32)
+        attn = self.weights(qf, kf, rf)  # (n, bq*bq, win*win), recomputed
+        n, bq2, win2 = attn.shape
+        row = (dout * out.astype(ms.float32)).sum(1, keepdims=True)  # (n, 1, bq*bq)
+        dv = ops.bmm(dout, attn)  # (n, dv, win*win)
+        dattn = self.bmm_tn(ops.concat((dout, -row), 1),
+                            ops.concat((vf, ops.ones((n, 1, win2), ms.float32)), 1))  # dw - row, (n, bq*bq, win*win)
+        dlogits = attn * dattn  # softmax backward
+        dq = self.bmm_nt(dlogits, kf) * self.scale  # (n, bq*bq, dqk)
+        dk = self.bmm_tn(qf, dlogits) * self.scale  # (n, dqk, win*win)
+        spread = _spread_tensor(rel.shape[-1] // 2, False)
+        drel = ops.matmul(dlogits.reshape(n * bq2, win2), spread).reshape(n, bq2, -1)
         if self.scale_pos_embed:
-            drel = dlogits * self.scale
+            drel = drel * self.scale
+        return dq, dk, drel, dv
+
+    def construct(self, q: Tensor, k: Tensor, rel: Tensor, v: Tensor) -> Tensor:
+        spans = _problem_spans(q.shape[0], q.shape[1] * k.shape[2])
+        if len(spans) == 1:
+            return self._forward(q, k, rel, v)
+        outs = ()
+        for start, stop in spans:  # one span after the other: each one's logits are freed before the next
+            qi = q[start:stop]
+            if start > 0:
+                qi = ops.depend(qi, outs[-1])
+            outs = outs + (self._forward(qi, k[start:stop], rel[start:stop], v[start:stop]),)
+        return ops.concat(outs, 0)
+
+    def bprop(self, q: Tensor, k: Tensor, rel: Tensor, v: Tensor, out: Tensor, dout: Tensor):
+        """The gradient autodiff would give, with the weights recomputed from q, k, rel (so the forward
+        keeps no (N, bq*bq, win*win) tensor for the backward) and three full-size passes fewer:
+
+        - the softmax backward's row term sum_j w_ij dw_ij equals sum_c dout_ci out_ci (small tensors);
+        - it is subtracted inside the matmul that writes dw: [dout ; -row]^T @ [v ; 1];
+        - no broadcasting binary op (MindSpore's CPU kernels keep, for the whole step, a broadcast op's
+          index workspace of 4x its output size), and the scale goes on the small gradients.
+
+        Like the forward, it runs over spans of at most ``_SPAN_ELEMENTS`` logits, one after the other.
+        """
+        spans = _problem_spans(q.shape[0], q.shape[1] * k.shape[2])
+        if len(spans) == 1:
+            dq, dk, drel, dv = self._backward(q, k, rel, v, out, dout)
         else:
-            drel = dlogits
-        return (dq * self.scale).astype(q.dtype), (dk * self.scale).astype(k.dtype), drel.astype(rel.dtype)
+            dqs, dks, drels, dvs = (), (), (), ()
+            for start, stop in spans:
+                douti = dout[start:stop]
+                if start > 0:
+                    douti = ops.depend(ops.depend(ops.depend(ops.depend(douti, dqs[-1]), dks[-1]), drels[-1]), dvs[-1])
+                dqi, dki, dreli, dvi = self._backward(q[start:stop], k[start:stop], rel[start:stop], v[start:stop],
+                                                      out[start:stop], douti)
+                dqs, dks, drels, dvs = dqs + (dqi,), dks + (dki,), drels + (dreli,), dvs + (dvi,)
+            dq, dk, drel, dv = ops.concat(dqs, 0), ops.concat(dks, 0), ops.concat(drels, 0), ops.concat(dvs, 0)
+        return dq.astype(q.dtype), dk.astype(k.dtype), drel.astype(rel.dtype), dv.astype(v.dtype)
 
 
-def _rows_with_zero(x: Tensor) -> Tensor:
-    """(G, C, L) -> (G, L + 1, C): positions as rows, plus a last all-zero row that stands for every
-    position outside the map."""
-    g, c, _ = x.shape
-    return ops.concat((x.transpose(0, 2, 1), ops.zeros((g, 1, c), x.dtype)), 1)
+# The attention core runs its N problems in spans of at most this many float32 logits (32 MiB):
+# each span's (n, bq*bq, win*win) tensors are freed before the next span starts, so a layer's
+# transient memory does not grow with the batch beyond one span.
+_SPAN_ELEMENTS = 1 << 23
+
+
+@constexpr
+def _problem_spans(n: int, per_problem: int):
+    """((start, stop), ...): N problems in equal consecutive spans of at most ``_SPAN_ELEMENTS`` logits."""
+    per_span = max(1, _SPAN_ELEMENTS // per_problem)
+    count = -(-n // per_span)
+    size = -(-n // count)
+    return tuple((i, min(n, i + size)) for i in range(0, n, size))
 
 
 @lru_cache(maxsize=256)
 def _window_index_array(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int) -> np.ndarray:
+    """Flat pixel indices (y*width + x) of every window position, blocks row-major, (nh*nw*size*size,)
+    ordered (r, c, y, x); a position outside the map gets height*width (one past the last pixel).
+
+    Window (r, c) covers rows r*step - offset .. r*step - offset + size - 1 (same for columns)."""
     ys = np.arange(nh)[:, None, None, None] * step - offset + np.arange(size)[None, None, :, None]
     xs = np.arange(nw)[None, :, None, None] * step - offset + np.arange(size)[None, None, None, :]
     inside = (ys >= 0) & (ys < height) & (xs >= 0) & (xs < width)
@@ -250,60 +345,114 @@ def _window_index_array(height: int, width: int, nh: int, nw: int, step: int, si
 
 
 @lru_cache(maxsize=256)
-def _window_index_table(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int) -> Tensor:
-    return Tensor(_window_index_array(height, width, nh, nw, step, size, offset))
-
-
-@lru_cache(maxsize=256)
-def _window_inverse_table(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int) -> Tensor:
-    zero_row = height * width
-    return inverse_table(_window_index_array(height, width, nh, nw, step, size, offset), zero_row + 1, zero_row)
-
-
-@constexpr
-def _window_index(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int) -> Tensor:
-    """Flat indices into a (height*width + 1)-row map for every window, blocks row-major.
-
-    Window (r, c) covers rows r*step - offset .. r*step - offset + size - 1 (same for columns); a
-    position outside the map points at row height*width (the zero row). Returns (nh*nw*size*size,)
-    int32, ordered (r, c, y, x). A compile-time constant in Graph mode, cached per size in PyNative."""
-    return _window_index_table(height, width, nh, nw, step, size, offset)
-
-
-@constexpr
-def _window_inverse(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int) -> Tensor:
-    """The inverse of ``_window_index`` for ``RowGather``'s backward: (K, height*width + 1)."""
-    return _window_inverse_table(height, width, nh, nw, step, size, offset)
-
-
-@lru_cache(maxsize=256)
 def _unblock_index_array(height: int, width: int, nw: int, bq: int) -> np.ndarray:
+    """For each output pixel (y, x), row-major, its row in the (nh*nw*bq*bq) blocked query order."""
     ys = np.arange(height)[:, None]
     xs = np.arange(width)[None, :]
     flat = (((ys // bq) * nw + xs // bq) * bq + ys % bq) * bq + xs % bq
     return flat.reshape(-1).astype(np.int32)
 
 
+# ---- element tables: every index below points at one element (not one row) of a flat map, so that the
+# windows are cut straight from the channels-first (G, C*H*W) maps and the blocks go straight back to
+# them: no transpose (a MindSpore CPU transpose keeps ~4x its output for the whole step).
 @lru_cache(maxsize=256)
-def _unblock_index_table(height: int, width: int, nw: int, bq: int) -> Tensor:
-    return Tensor(_unblock_index_array(height, width, nw, bq))
+def _window_element_array(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int,
+                          channels: int, first: int, total: int) -> np.ndarray:
+    """Elements of a flat channels-first (total*height*width + 1) map (a last zero element) for the
+    windows of channels ``first .. first+channels-1``: (nh*nw*size*size*channels,), ordered (window,
+    position, channel), i.e. the rows of (N, size*size, channels) windows. Outside the map: the zero
+    element, total*height*width."""
+    pixels = _window_index_array(height, width, nh, nw, step, size, offset)[:, None]
+    area = height * width
+    elements = np.where(pixels == area, total * area, (first + np.arange(channels))[None, :] * area + pixels)
+    return elements.reshape(-1).astype(np.int32)
 
 
 @lru_cache(maxsize=256)
-def _unblock_inverse_table(height: int, width: int, nh: int, nw: int, bq: int) -> Tensor:
-    return inverse_table(_unblock_index_array(height, width, nw, bq), nh * nw * bq * bq)
+def _window_element_tables(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int,
+                           channels: int, first: int, total: int):
+    index = _window_element_array(height, width, nh, nw, step, size, offset, channels, first, total)
+    zero = total * height * width
+    return Tensor(index), inverse_table(index, zero + 1, zero)
 
 
 @constexpr
-def _unblock_index(height: int, width: int, nw: int, bq: int) -> Tensor:
-    """For each output pixel (y, x), row-major, its row in the (nh*nw*bq*bq) blocked query order."""
-    return _unblock_index_table(height, width, nw, bq)
+def _window_elements(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int,
+                     channels: int, first: int, total: int):
+    """(index, inverse) of ``_window_element_array`` for ``RowGather`` on a (G, total*height*width + 1, 1)
+    source. A compile-time constant in Graph mode, cached per size in PyNative."""
+    return _window_element_tables(height, width, nh, nw, step, size, offset, channels, first, total)
+
+
+def _padded_width(width: int, nw: int, step: int, size: int, offset: int, chunk: int) -> int:
+    """Width of the map with ``offset`` zero columns on the left and enough on the right for the last
+    window, rounded up to a multiple of ``chunk``."""
+    need = max(offset + width, (nw - 1) * step + size)
+    return -(-need // chunk) * chunk
+
+
+@lru_cache(maxsize=256)
+def _window_chunk_array(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int,
+                        channels: int, first: int, total: int, chunk: int) -> np.ndarray:
+    """Chunks of ``chunk`` pixels of a channels-first (total, height, padded width) map, flat as
+    (total*height*padded_width/chunk + 1, chunk) with a last zero chunk, for the windows of channels
+    ``first .. first+channels-1``: (nh*nw*channels*size*size/chunk,), ordered (window, channel, y, x-chunk),
+    i.e. (N, channels, size*size) windows, channels first. The map is padded with ``offset`` zero
+    columns on the left, so window c starts at column c*step; ``chunk`` divides step and size. A window
+    row outside the map reads the zero chunk."""
+    wp = _padded_width(width, nw, step, size, offset, chunk)
+    per_row = wp // chunk
+    ys = np.arange(nh)[:, None, None, None, None] * step - offset + np.arange(size)[None, None, None, :, None]
+    xs = np.arange(nw)[None, :, None, None, None] * (step // chunk) + np.arange(size // chunk)[None, None, None, None, :]
+    ch = (first + np.arange(channels))[None, None, :, None, None]
+    inside = (ys >= 0) & (ys < height)
+    index = np.where(inside, (ch * height + ys) * per_row + xs, total * height * per_row)
+    return np.broadcast_to(index, (nh, nw, channels, size, size // chunk)).reshape(-1).astype(np.int32)
+
+
+@lru_cache(maxsize=256)
+def _window_chunk_tables(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int,
+                         channels: int, first: int, total: int, chunk: int):
+    index = _window_chunk_array(height, width, nh, nw, step, size, offset, channels, first, total, chunk)
+    zero = total * height * _padded_width(width, nw, step, size, offset, chunk) // chunk
+    return Tensor(index), inverse_table(index, zero + 1, zero)
 
 
 @constexpr
-def _unblock_inverse(height: int, width: int, nh: int, nw: int, bq: int) -> Tensor:
-    """The inverse of ``_unblock_index`` (a query row outside the map gets no gradient): (1, nh*nw*bq*bq)."""
-    return _unblock_inverse_table(height, width, nh, nw, bq)
+def _window_chunks(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int,
+                   channels: int, first: int, total: int, chunk: int):
+    """(index, inverse) of ``_window_chunk_array`` for ``RowGather``."""
+    return _window_chunk_tables(height, width, nh, nw, step, size, offset, channels, first, total, chunk)
+
+
+@constexpr
+def _kv_layout(height: int, width: int, nw: int, step: int, size: int, offset: int):
+    """(chunk, left, right): the chunk width of the kv window gather and the zero columns to add."""
+    chunk = math.gcd(step, size)
+    return chunk, offset, _padded_width(width, nw, step, size, offset, chunk) - offset - width
+
+
+@lru_cache(maxsize=256)
+def _unblock_chunk_array(nh: int, nw: int, bq: int, channels: int) -> np.ndarray:
+    """For each row-chunk (c, Y, X // bq) of a channels-first (channels, nh*bq, nw*bq) map, its chunk in the
+    (nh*nw, channels, bq, bq) channels-first blocks, flat as chunks of bq: (channels*nh*bq*nw,)."""
+    c = np.arange(channels)[:, None, None]
+    y = np.arange(nh * bq)[None, :, None]
+    xb = np.arange(nw)[None, None, :]
+    return ((((y // bq) * nw + xb) * channels + c) * bq + y % bq).reshape(-1).astype(np.int32)
+
+
+@lru_cache(maxsize=256)
+def _unblock_chunk_tables(nh: int, nw: int, bq: int, channels: int):
+    index = _unblock_chunk_array(nh, nw, bq, channels)
+    return Tensor(index), inverse_table(index, index.size)
+
+
+@constexpr
+def _unblock_chunks(nh: int, nw: int, bq: int, channels: int):
+    """(index, inverse) of ``_unblock_chunk_array`` (a permutation)."""
+    return _unblock_chunk_tables(nh, nw, bq, channels)
 
 
 class HaloAttention(nn.Cell):
@@ -376,7 +525,7 @@ class HaloAttention(nn.Cell):
             weight_init=Normal(std), bias_init="zeros",
         )
         self.pos_embed = RelPosEmbed(self.block_size_ds, self.win_size, self.dim_head_qk)
-        self.attn_weights = AttentionWeights(self.scale, self.scale_pos_embed)
+        self.attend = AttentionCore(self.scale, self.scale_pos_embed)
         self.gather = RowGather()  # ops.gather along rows, with a gather (not a scatter) as its backward
         self.pool = nn.AvgPool2d(kernel_size=2, stride=2) if self.use_avg_pool else nn.Identity()
         self.description = f"HaloAttention({self.extend_repr()})"  # names the layer in input errors
@@ -398,28 +547,39 @@ class HaloAttention(nn.Cell):
         hq, wq = q.shape[2], q.shape[3]
         kv = self.kv(x)  # (B, h*(dqk+dv), H, W), channels per head [k_i, v_i]; bias applied here only
 
-        # heads into the batch; k and v split per head before the windows are cut (a cheap slice)
-        q = q.reshape(B * h, dqk, hq * wq)
-        kv = kv.reshape(B * h, dqk + dv, H * W)
-        k, v = kv[:, :dqk], kv[:, dqk:]
-        # pixels as rows plus a zero row; blocks of queries and overlapping windows of keys/values
-        # are each one gather: (N, bq*bq, dqk), (N, win*win, dqk), (N, win*win, dv)
-        q_index, q_inverse = _window_index(hq, wq, nh, nw, bq, bq, 0), _window_inverse(hq, wq, nh, nw, bq, bq, 0)
-        kv_index, kv_inverse = _window_index(H, W, nh, nw, b, win, p), _window_inverse(H, W, nh, nw, b, win, p)
-        q = self.gather(_rows_with_zero(q), q_index, q_inverse).reshape(n, bq * bq, dqk)
-        k = self.gather(_rows_with_zero(k), kv_index, kv_inverse).reshape(n, win * win, dqk)
-        v = self.gather(_rows_with_zero(v), kv_index, kv_inverse).reshape(n, win * win, dv)
+        # heads into the batch. Queries: blocks as rows (N, bq*bq, dqk), one element gather from the flat
+        # channels-first q map with a last zero element (read by positions outside the map).
+        g = B * h
+        q = ops.concat((q.reshape(g, dqk * hq * wq, 1), ops.zeros((g, 1, 1), q.dtype)), 1)
+        q_index, q_inverse = _window_elements(hq, wq, nh, nw, bq, bq, 0, dqk, 0, dqk)
+        q = self.gather(q, q_index, q_inverse).reshape(n, bq * bq, dqk)
+        # keys and values: overlapping windows channels first, (N, dqk, win*win) and (N, dv, win*win), each
+        # one gather of `chunk`-pixel runs (chunk = gcd(b, win)) from the kv map with zero columns added
+        # left and right (window c then starts at column c*b) and a last zero chunk (rows outside the map)
+        chunk, left, right = _kv_layout(H, W, nw, b, win, p)
+        kv = kv.reshape(g, dqk + dv, H, W)
+        if left + right > 0:
+            kv = ops.concat((ops.zeros((g, dqk + dv, H, left), kv.dtype), kv,
+                             ops.zeros((g, dqk + dv, H, right), kv.dtype)), 3)
+        rows = (dqk + dv) * H * (W + left + right) // chunk
+        kv = ops.concat((kv.reshape(g, rows, chunk), ops.zeros((g, 1, chunk), kv.dtype)), 1)
+        k_index, k_inverse = _window_chunks(H, W, nh, nw, b, win, p, dqk, 0, dqk + dv, chunk)
+        v_index, v_inverse = _window_chunks(H, W, nh, nw, b, win, p, dv, dqk, dqk + dv, chunk)
+        k = self.gather(kv, k_index, k_inverse).reshape(n, dqk, win * win)
+        v = self.gather(kv, v_index, v_inverse).reshape(n, dv, win * win)
 
-        # logits and softmax in float32, weights back in the compute dtype: (N, bq*bq, win*win)
+        # logits, softmax and the weighted values in float32, the result back in the compute dtype.
         # Cast here, not only inside the Float32Cells: under amp O2/O3 in Graph mode a Float32Cell's input
-        # arrives cast to float32, and AttentionWeights' custom bprop then returns float32 gradients that
+        # arrives cast to float32, and AttentionCore's custom bprop then returns float32 gradients that
         # autodiff cannot add to RelPosEmbed's float16 ones (AddN type error at compile time).
-        q, k = q.astype(ms.float32), k.astype(ms.float32)
-        attn = self.attn_weights(q, k, self.pos_embed(q)).astype(v.dtype)
-        out = ops.bmm(attn, v)  # (N, bq*bq, dv)
+        out_dtype = v.dtype
+        q, k, v = q.astype(ms.float32), k.astype(ms.float32), v.astype(ms.float32)
+        out = self.attend(q, k, self.pos_embed(q, False), v).astype(out_dtype)  # (N, dv, bq*bq), channels first
 
-        # blocks back to pixels (dropping queries outside the map): (B*h, Hq*Wq, dv) -> (B, h*dv, Hq, Wq)
-        out = self.gather(out.reshape(B * h, nh * nw * bq * bq, dv), _unblock_index(hq, wq, nw, bq),
-                          _unblock_inverse(hq, wq, nh, nw, bq))
-        out = out.transpose(0, 2, 1).reshape(B, h * dv, hq, wq)
+        # blocks back to a channels-first map, rows of bq pixels at a time; queries outside the map dropped
+        out_index, out_inverse = _unblock_chunks(nh, nw, bq, dv)
+        out = self.gather(out.reshape(g, nh * nw * dv * bq, bq), out_index, out_inverse)
+        out = out.reshape(B, h * dv, nh * bq, nw * bq)
+        if nh * bq != hq or nw * bq != wq:
+            out = out[:, :, :hq, :wq]
         return self.pool(out)

@@ -1,6 +1,6 @@
 """HaloAttention under amp O3 (the recipes' level) in a Graph-mode train step: it must compile and train.
 
-Regression test: AttentionWeights' custom bprop used to return float32 gradients for its float16 inputs
+Regression test: the attention cell's custom bprop used to return float32 gradients for its float16 inputs
 (a Float32Cell's inputs arrive cast to float32 in Graph mode), which autodiff could not add to
 RelPosEmbed's float16 gradient of the same query tensor: "For primitive[AddN], the input type must be
 same" when compiling the train step -- every O3 recipe failed before its first step.

@@ -11,7 +11,7 @@ Observable check: inputs of magnitude ~1000 make the scaled content logits ~1e6,
 range (65504). After
 each propagation style the layer's output is float16 (so the 1x1 convs did run in float16: the style
 took effect), finite and within 5e-3 (relative to max |ref|; measured 3.7e-4 on 2.8.0) of the float64 NumPy reference; the same
-layer with an unprotected copy of ``AttentionWeights`` (a plain cell) gives inf/NaN under the same
+layer with an unprotected copy of ``AttentionCore`` (a plain cell) gives inf/NaN under the same
 style, so the test can fail. PyNative and Graph mode. ~25 s.
 """
 import numpy as np
@@ -77,7 +77,7 @@ def test_to_float_reaches_sub_cells_through_a_hook_float32cell_intercepts():
 
 @pytest.mark.parametrize("flag", ["fp16", "bf16"])
 def test_float32cell_turns_low_precision_flags_into_float32(flag):
-    cell = ha.AttentionWeights(1.0, False)
+    cell = ha.AttentionCore(1.0, False)
     cell.add_flags_recursive(**{flag: True})
     assert getattr(cell, "mixed_precision_type", MixedPrecisionType.FP32) == MixedPrecisionType.FP32
     assert not getattr(cell, flag) and cell.fp32
@@ -107,21 +107,19 @@ STYLES = {
 }
 
 
-class _NoHooksAttentionWeights(ha.AttentionWeights):
-    """AttentionWeights (explicit float32 casts kept) without Float32Cell's interceptions."""
+class _NoHooksAttentionCore(ha.AttentionCore):
+    """AttentionCore (explicit float32 casts kept) without Float32Cell's interceptions."""
 
     add_flags = nn.Cell.add_flags
     to_float = nn.Cell.to_float
     _set_mixed_precision_type_recursive = getattr(nn.Cell, OLD_SETTER, None)
 
 
-class _PlainAttentionWeights(_NoHooksAttentionWeights):
+class _PlainAttentionCore(_NoHooksAttentionCore):
     """... and without the explicit casts: the naive computation."""
 
-    def construct(self, q, k, rel):
-        if self.scale_pos_embed:
-            return ops.softmax((self.bmm_nt(q, k) + rel) * self.scale, -1)
-        return ops.softmax(self.bmm_nt(q * self.scale, k) + rel, -1)
+    def construct(self, q, k, rel, v):
+        return self.bmm_nt(v, ops.softmax(self.logits(q, k, rel), -1))
 
 
 @pytest.fixture(params=list(MODES), ids=list(MODES))
@@ -151,7 +149,7 @@ def test_attention_weights_stay_float32_under_each_propagation_style(style, mode
 def test_plain_copy_overflows_under_the_same_style(style, mode):
     """Negative control: the style really imposes float16 on a plain cell (so the test above can fail)."""
     layer, _ = build_layer(CFG, seed=7)
-    layer.attn_weights = _PlainAttentionWeights(layer.scale, layer.scale_pos_embed)
+    layer.attend = _PlainAttentionCore(layer.scale, layer.scale_pos_embed)
     STYLES[style](layer)
     y = layer(Tensor(_large_input())).asnumpy()
     assert not np.all(np.isfinite(y)), f"{style}: an unprotected softmax stayed finite; the check proves nothing"
@@ -164,7 +162,7 @@ def test_pynative_explicit_casts_alone_do_not_hold(style, set_mode):
     style the softmax overflows. (In Graph mode the explicit casts survive; there both protections hold.)"""
     set_mode(ms.PYNATIVE_MODE)
     layer, _ = build_layer(CFG, seed=7)
-    layer.attn_weights = _NoHooksAttentionWeights(layer.scale, layer.scale_pos_embed)
+    layer.attend = _NoHooksAttentionCore(layer.scale, layer.scale_pos_embed)
     STYLES[style](layer)
     y = layer(Tensor(_large_input())).asnumpy()
     assert not np.all(np.isfinite(y)), f"{style}: float16 was not imposed on the un-hooked cell"

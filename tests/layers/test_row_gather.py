@@ -93,3 +93,58 @@ def test_row_gather_matches_ops_gather_forward_and_backward(mode, table, set_mod
     d_ref = _scatter_add_reference(index, dout, rows)
     np.testing.assert_allclose(d_ours, d_ref, rtol=1e-6, atol=1e-5)
     np.testing.assert_allclose(d_ours, _GradOf(theirs)(Tensor(src), Tensor(dout)).asnumpy(), rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("height, width, step, size, offset", [(20, 12, 8, 14, 3), (7, 13, 4, 8, 2), (9, 9, 4, 4, 0)])
+def test_window_elements_cut_the_windows_of_a_channels_first_map(height, width, step, size, offset):
+    """The element table reads, from a flat (C*H*W + 1) map with a last zero element, exactly the
+    windows of the zero-padded map, as rows (window, position, channel), for a channel range."""
+    from mindcv_halonet.layers.halo_attention import _window_element_array
+
+    total, first, channels = 5, 2, 3
+    nh, nw = -(-height // step), -(-width // step)
+    x = np.random.default_rng(2).standard_normal((total, height, width))
+    flat = np.concatenate([x.reshape(-1), [0.0]])
+    got = flat[_window_element_array(height, width, nh, nw, step, size, offset, channels, first, total)]
+    pad = np.zeros((total, nh * step + 2 * size, nw * step + 2 * size))
+    pad[:, offset:offset + height, offset:offset + width] = x
+    want = np.stack([pad[first:first + channels, r * step:r * step + size, c * step:c * step + size]
+                     for r in range(nh) for c in range(nw)])  # (nb, channels, size, size)
+    np.testing.assert_array_equal(got.reshape(nh * nw, size * size, channels), want.reshape(nh * nw, channels, -1)
+                                  .transpose(0, 2, 1))
+
+
+@pytest.mark.parametrize("height, width, step, size, offset", [(20, 12, 8, 14, 3), (7, 13, 4, 8, 2), (16, 16, 8, 12, 2)])
+def test_window_chunks_cut_channels_first_windows_of_the_column_padded_map(height, width, step, size, offset):
+    """The chunk table reads, from the map with ``offset`` zero columns on the left (and a right pad), flat
+    in chunks of gcd(step, size) pixels plus a last zero chunk, the windows of the zero-padded map,
+    channels first (window, channel, y, x), for a channel range."""
+    import math
+
+    from mindcv_halonet.layers.halo_attention import _padded_width, _window_chunk_array
+
+    total, first, channels = 5, 1, 3
+    chunk = math.gcd(step, size)
+    nh, nw = -(-height // step), -(-width // step)
+    wp = _padded_width(width, nw, step, size, offset, chunk)
+    assert wp % chunk == 0 and wp >= offset + width
+    x = np.random.default_rng(2).standard_normal((total, height, width))
+    padded_cols = np.zeros((total, height, wp))
+    padded_cols[:, :, offset:offset + width] = x
+    src = np.concatenate([padded_cols.reshape(-1, chunk), np.zeros((1, chunk))])
+    got = src[_window_chunk_array(height, width, nh, nw, step, size, offset, channels, first, total, chunk)]
+    pad = np.zeros((total, nh * step + 2 * size, nw * step + 2 * size))
+    pad[:, offset:offset + height, offset:offset + width] = x
+    want = np.stack([pad[first:first + channels, r * step:r * step + size, c * step:c * step + size]
+                     for r in range(nh) for c in range(nw)])  # (nb, channels, size, size)
+    np.testing.assert_array_equal(got.reshape(want.shape), want)
+
+
+def test_unblock_chunks_put_channels_first_blocks_back():
+    from mindcv_halonet.layers.halo_attention import _unblock_chunk_array
+
+    nh, nw, bq, channels = 3, 2, 4, 3
+    y = np.random.default_rng(3).standard_normal((channels, nh * bq, nw * bq))
+    blocks = y.reshape(channels, nh, bq, nw, bq).transpose(1, 3, 0, 2, 4)  # (nh, nw, channel, y, x)
+    got = blocks.reshape(-1, bq)[_unblock_chunk_array(nh, nw, bq, channels)]
+    np.testing.assert_array_equal(got.reshape(y.shape), y)

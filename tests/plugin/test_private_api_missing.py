@@ -45,7 +45,7 @@ class Unprotected(HaloAttention):  # negative control: the same layer, its Float
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         from mindspore import nn
-        for cell in (self.attn_weights,):
+        for cell in (self.attend,):
             cell.add_flags = nn.Cell.add_flags.__get__(cell)
             cell.to_float = nn.Cell.to_float.__get__(cell)
 
