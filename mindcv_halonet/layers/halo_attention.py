@@ -15,9 +15,11 @@ Only 1x1 conv / reshape / slice / concat / gather / batched matmul / softmax are
 runs on every MindSpore backend (no ``nn.Unfold``), in PyNative and Graph mode, with shapes that are
 static for a given input size. No activation is transposed (a MindSpore CPU transpose keeps about 4x its
 output for the whole train step): the query blocks are cut with one element-level gather from the flat
-channels-first q map, the overlapping key/value windows with one gather each of ``gcd(b, win)``-pixel
-runs from the channels-first kv map padded with zero columns, and one gather of ``bq``-pixel runs puts
-the blocks back; every window position outside the map reads a zero element or run.
+channels-first q map, the overlapping key/value windows with one gather of ``gcd(b, win)``-pixel runs
+from the channels-first kv map padded with zero columns (then split into keys and values), and one
+gather of ``bq``-pixel runs puts the blocks back; every window position outside the map reads a zero
+element or run. Each gather's backward is a gather too (``row_gather.py``); for the two permutations
+(query blocks that tile the map, and the way back) it reads the gradient as it is, without a padded copy.
 
 Memory: ``AttentionCore`` keeps no (N, bq*bq, win*win) tensor for the backward (it recomputes the
 weights there), and runs its N problems in spans of at most ``_SPAN_ELEMENTS`` logits, so that a
@@ -264,7 +266,8 @@ class AttentionCore(Float32Cell):
         rf, vf = ops.depend(rel.astype(ms.float32), dout), v.astype(ms.float32)
         attn = self.weights(qf, kf, rf)  # (n, bq*bq, win*win), recomputed
         n, bq2, win2 = attn.shape
-        row = (dout * out.astype(ms.float32)).sum(1, keepdims=True)  # (n, 1, bq*bq)
+        # (n, 1, bq*bq); the sum over dv as a matmul with ones (CPU ReduceSum over a middle axis is slow)
+        row = ops.bmm(ops.ones((n, 1, dout.shape[1]), ms.float32), dout * out.astype(ms.float32))
         dv = ops.bmm(dout, attn)  # (n, dv, win*win)
         dattn = self.bmm_tn(ops.concat((dout, -row), 1),
                             ops.concat((vf, ops.ones((n, 1, win2), ms.float32)), 1))  # dw - row, (n, bq*bq, win*win)
@@ -314,6 +317,23 @@ class AttentionCore(Float32Cell):
                 dqs, dks, drels, dvs = dqs + (dqi,), dks + (dki,), drels + (dreli,), dvs + (dvi,)
             dq, dk, drel, dv = ops.concat(dqs, 0), ops.concat(dks, 0), ops.concat(drels, 0), ops.concat(dvs, 0)
         return dq.astype(q.dtype), dk.astype(k.dtype), drel.astype(rel.dtype), dv.astype(v.dtype)
+
+
+class SplitChannels(nn.Cell):
+    """(N, a + b, L) -> (N, a, L), (N, b, L); ``sizes`` = (a, b). Its backward is one concat of the two
+    gradients: autodiff's (two StridedSliceGrads into zero tensors of the full size, then an add) makes
+    three full-size passes instead."""
+
+    def __init__(self, sizes):
+        super().__init__()
+        self.sizes = tuple(int(s) for s in sizes)
+
+    def construct(self, x: Tensor):
+        a = self.sizes[0]
+        return x[:, :a], x[:, a:]
+
+    def bprop(self, x: Tensor, out, dout):
+        return (ops.concat((dout[0], dout[1]), 1),)
 
 
 # The attention core runs its N problems in spans of at most this many float32 logits (32 MiB):
@@ -371,18 +391,23 @@ def _window_element_array(height: int, width: int, nh: int, nw: int, step: int, 
 
 @lru_cache(maxsize=256)
 def _window_element_tables(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int,
-                           channels: int, first: int, total: int):
+                           channels: int, first: int, total: int, zero_element: bool):
     index = _window_element_array(height, width, nh, nw, step, size, offset, channels, first, total)
     zero = total * height * width
+    if not zero_element:  # no window position outside the map: the source has no zero element
+        if index.max() >= zero:
+            raise ValueError("windows reach outside the map; the source needs its zero element")
+        return Tensor(index), inverse_table(index, zero)
     return Tensor(index), inverse_table(index, zero + 1, zero)
 
 
 @constexpr
 def _window_elements(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int,
-                     channels: int, first: int, total: int):
+                     channels: int, first: int, total: int, zero_element: bool):
     """(index, inverse) of ``_window_element_array`` for ``RowGather`` on a (G, total*height*width + 1, 1)
-    source. A compile-time constant in Graph mode, cached per size in PyNative."""
-    return _window_element_tables(height, width, nh, nw, step, size, offset, channels, first, total)
+    source, or, with ``zero_element`` False (no window position outside the map), on a
+    (G, total*height*width, 1) source. A compile-time constant in Graph mode, cached per size in PyNative."""
+    return _window_element_tables(height, width, nh, nw, step, size, offset, channels, first, total, zero_element)
 
 
 def _padded_width(width: int, nw: int, step: int, size: int, offset: int, chunk: int) -> int:
@@ -527,6 +552,8 @@ class HaloAttention(nn.Cell):
         self.pos_embed = RelPosEmbed(self.block_size_ds, self.win_size, self.dim_head_qk)
         self.attend = AttentionCore(self.scale, self.scale_pos_embed)
         self.gather = RowGather()  # ops.gather along rows, with a gather (not a scatter) as its backward
+        self.permute = RowGather(permutation=True)  # the same, for an index that is a permutation
+        self.split_kv = SplitChannels((self.dim_head_qk, self.dim_head_v))
         self.pool = nn.AvgPool2d(kernel_size=2, stride=2) if self.use_avg_pool else nn.Identity()
         self.description = f"HaloAttention({self.extend_repr()})"  # names the layer in input errors
 
@@ -550,10 +577,14 @@ class HaloAttention(nn.Cell):
         # heads into the batch. Queries: blocks as rows (N, bq*bq, dqk), one element gather from the flat
         # channels-first q map with a last zero element (read by positions outside the map).
         g = B * h
-        q = ops.concat((q.reshape(g, dqk * hq * wq, 1), ops.zeros((g, 1, 1), q.dtype)), 1)
-        q_index, q_inverse = _window_elements(hq, wq, nh, nw, bq, bq, 0, dqk, 0, dqk)
-        q = self.gather(q, q_index, q_inverse).reshape(n, bq * bq, dqk)
-        # keys and values: overlapping windows channels first, (N, dqk, win*win) and (N, dv, win*win), each
+        if nh * bq == hq and nw * bq == wq:  # the blocks tile the map exactly: a permutation of q's elements
+            q_index, q_inverse = _window_elements(hq, wq, nh, nw, bq, bq, 0, dqk, 0, dqk, False)
+            q = self.permute(q.reshape(g, dqk * hq * wq, 1), q_index, q_inverse).reshape(n, bq * bq, dqk)
+        else:
+            q = ops.concat((q.reshape(g, dqk * hq * wq, 1), ops.zeros((g, 1, 1), q.dtype)), 1)
+            q_index, q_inverse = _window_elements(hq, wq, nh, nw, bq, bq, 0, dqk, 0, dqk, True)
+            q = self.gather(q, q_index, q_inverse).reshape(n, bq * bq, dqk)
+        # keys and values: overlapping windows channels first, (N, dqk, win*win) and (N, dv, win*win), from
         # one gather of `chunk`-pixel runs (chunk = gcd(b, win)) from the kv map with zero columns added
         # left and right (window c then starts at column c*b) and a last zero chunk (rows outside the map)
         chunk, left, right = _kv_layout(H, W, nw, b, win, p)
@@ -563,10 +594,11 @@ class HaloAttention(nn.Cell):
                              ops.zeros((g, dqk + dv, H, right), kv.dtype)), 3)
         rows = (dqk + dv) * H * (W + left + right) // chunk
         kv = ops.concat((kv.reshape(g, rows, chunk), ops.zeros((g, 1, chunk), kv.dtype)), 1)
-        k_index, k_inverse = _window_chunks(H, W, nh, nw, b, win, p, dqk, 0, dqk + dv, chunk)
-        v_index, v_inverse = _window_chunks(H, W, nh, nw, b, win, p, dv, dqk, dqk + dv, chunk)
-        k = self.gather(kv, k_index, k_inverse).reshape(n, dqk, win * win)
-        v = self.gather(kv, v_index, v_inverse).reshape(n, dv, win * win)
+        kv_index, kv_inverse = _window_chunks(H, W, nh, nw, b, win, p, dqk + dv, 0, dqk + dv, chunk)
+        # one gather for keys and values, then split: two gathers would each, in the backward, gather and sum
+        # K copies of the whole kv map (half of them zeros) and then add the two
+        kv = self.gather(kv, kv_index, kv_inverse).reshape(n, dqk + dv, win * win)
+        k, v = self.split_kv(kv)
 
         # logits, softmax and the weighted values in float32, the result back in the compute dtype.
         # Cast here, not only inside the Float32Cells: under amp O2/O3 in Graph mode a Float32Cell's input
@@ -578,7 +610,7 @@ class HaloAttention(nn.Cell):
 
         # blocks back to a channels-first map, rows of bq pixels at a time; queries outside the map dropped
         out_index, out_inverse = _unblock_chunks(nh, nw, bq, dv)
-        out = self.gather(out.reshape(g, nh * nw * dv * bq, bq), out_index, out_inverse)
+        out = self.permute(out.reshape(g, nh * nw * dv * bq, bq), out_index, out_inverse)
         out = out.reshape(B, h * dv, nh * bq, nw * bq)
         if nh * bq != hq or nw * bq != wq:
             out = out[:, :, :hq, :wq]

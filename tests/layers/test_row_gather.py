@@ -95,6 +95,46 @@ def test_row_gather_matches_ops_gather_forward_and_backward(mode, table, set_mod
     np.testing.assert_allclose(d_ours, _GradOf(theirs)(Tensor(src), Tensor(dout)).asnumpy(), rtol=1e-6, atol=1e-5)
 
 
+class _WithPermutation(nn.Cell):
+    def __init__(self, index):
+        super().__init__()
+        self.gather = RowGather(permutation=True)
+        self.index, self.inverse = Tensor(index), inverse_table(index, index.size)
+
+    def construct(self, src):
+        return self.gather(src, self.index, self.inverse)
+
+
+@pytest.mark.parametrize("mode", [ms.PYNATIVE_MODE, ms.GRAPH_MODE], ids=["pynative", "graph"])
+@pytest.mark.parametrize("table", ["unblock", "query"])
+def test_permutation_row_gather_backward_reads_dout_unpadded(mode, table, set_mode):
+    """``RowGather(permutation=True)`` (HaloAttention's blocks back to the map, and its query blocks when
+    they tile the map): the same forward, and the backward is the scatter-add reference."""
+    from mindcv_halonet.layers.halo_attention import _unblock_chunk_array, _window_element_array
+
+    set_mode(mode)
+    if table == "unblock":  # 5 channels of a 3x2-block map, bq 4: rows of 4 pixels
+        index = _unblock_chunk_array(3, 2, 4, 5)
+    else:  # 5 channels of a 12x8 q map in 3x2 blocks of 4x4, element level
+        index = _window_element_array(12, 8, 3, 2, 4, 4, 0, 5, 0, 5)
+    assert np.array_equal(np.sort(index), np.arange(index.size))  # a permutation
+    rng = np.random.default_rng(3)
+    src = rng.standard_normal((2, index.size, 3)).astype(np.float32)
+    dout = rng.standard_normal((2, index.size, 3)).astype(np.float32)
+    ours = _WithPermutation(index)
+    np.testing.assert_array_equal(ours(Tensor(src)).asnumpy(), src[:, index])
+    np.testing.assert_allclose(_GradOf(ours)(Tensor(src), Tensor(dout)).asnumpy(),
+                               _scatter_add_reference(index, dout, index.size), rtol=1e-6, atol=1e-6)
+
+
+def test_query_table_without_zero_element_refuses_windows_outside_the_map():
+    from mindcv_halonet.layers.halo_attention import _window_element_tables
+
+    _window_element_tables(12, 8, 3, 2, 4, 4, 0, 5, 0, 5, False)  # the blocks tile the map
+    with pytest.raises(ValueError, match="outside the map"):
+        _window_element_tables(11, 8, 3, 2, 4, 4, 0, 5, 0, 5, False)  # the last block row reaches row 11
+
+
 @pytest.mark.parametrize("height, width, step, size, offset", [(20, 12, 8, 14, 3), (7, 13, 4, 8, 2), (9, 9, 4, 4, 0)])
 def test_window_elements_cut_the_windows_of_a_channels_first_map(height, width, step, size, offset):
     """The element table reads, from a flat (C*H*W + 1) map with a last zero element, exactly the
