@@ -575,7 +575,7 @@ class HaloAttention(nn.Cell):
         kv = self.kv(x)  # (B, h*(dqk+dv), H, W), channels per head [k_i, v_i]; bias applied here only
 
         # heads into the batch. Queries: blocks as rows (N, bq*bq, dqk), one element gather from the flat
-        # channels-first q map with a last zero element (read by positions outside the map).
+        # channels-first q map; a last zero element is appended only when blocks reach past the map.
         g = B * h
         if nh * bq == hq and nw * bq == wq:  # the blocks tile the map exactly: a permutation of q's elements
             q_index, q_inverse = _window_elements(hq, wq, nh, nw, bq, bq, 0, dqk, 0, dqk, False)
