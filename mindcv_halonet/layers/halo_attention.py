@@ -15,15 +15,17 @@ Only 1x1 conv / reshape / slice / concat / gather / batched matmul / softmax are
 runs on every MindSpore backend (no ``nn.Unfold``), in PyNative and Graph mode, with shapes that are
 static for a given input size. No activation is transposed (a MindSpore CPU transpose keeps about 4x its
 output for the whole train step): the query blocks are cut with one element-level gather from the flat
-channels-first q map, the overlapping key/value windows with one gather of ``gcd(b, win)``-pixel runs
-from the channels-first kv map padded with zero columns (then split into keys and values), and one
-gather of ``bq``-pixel runs puts the blocks back; every window position outside the map reads a zero
-element or run. Each gather's backward is a gather too (``row_gather.py``); for the two permutations
-(query blocks that tile the map, and the way back) it reads the gradient as it is, without a padded copy.
+channels-first q map, the overlapping key and value windows with one gather each of ``gcd(b, win)``-pixel
+runs from the channels-first kv map padded with zero columns (inside ``AttentionCore``, so that the step
+keeps the map and not its 3x larger windows), and one gather of ``bq``-pixel runs puts the blocks back;
+every window position outside the map reads a zero element or run. Each gather's backward is a gather
+too (``row_gather.py``); for the two permutations (query blocks that tile the map, and the way back) it
+reads the gradient as it is, without a padded copy.
 
 Memory: ``AttentionCore`` keeps no (N, bq*bq, win*win) tensor for the backward (it recomputes the
-weights there), and runs its N problems in spans of at most ``_SPAN_ELEMENTS`` logits, so that a
-layer's transient memory stops growing with the batch beyond one span.
+weights there) and no key/value window (it cuts them again from the kv map), makes its (N, 2*win,
+win*win) spread block at run time (Graph mode would otherwise hold it as a constant), and runs its N problems in spans of at most ``_SPAN_ELEMENTS`` logits, so that
+a layer's transient memory stops growing with the batch beyond one span.
 
 Sizes that are not a multiple of ``block_size``
 -----------------------------------------------
@@ -63,7 +65,7 @@ from mindspore.ops import constexpr
 from .checks import check_image_input
 from .precision import Float32Cell
 from .precision_guard import check_precision_mode
-from .row_gather import RowGather, inverse_table
+from .row_gather import RowGather, gather_backward, inverse_table, sum_axis1
 
 __all__ = ["HaloAttention", "RelPosEmbed", "AttentionCore", "Float32Cell", "make_divisible", "halo_dims"]
 
@@ -207,27 +209,36 @@ def _spread_matrix(win_size: int) -> np.ndarray:
 
 
 @constexpr
-def _spread_tensor(win_size: int, transposed: bool) -> Tensor:
-    """``_spread_matrix`` (win*win, 2*win), or its transpose, as a compile-time constant."""
-    spread = _spread_matrix(win_size)
-    return Tensor(spread.T.copy() if transposed else spread)
+def _zero_index(n: int) -> Tensor:
+    """(n,) int32 zeros: the index that gathers n copies of row 0."""
+    return Tensor(np.zeros(n, np.int32))
+
+
+@constexpr
+def _spread_tensor(win_size: int) -> Tensor:
+    """``_spread_matrix`` transposed, (2*win, win*win), as a compile-time constant."""
+    return Tensor(_spread_matrix(win_size).T.copy())
 
 
 class AttentionCore(Float32Cell):
     """Softmax attention of each query over its key window, applied to the values, in float32; its
     backward recomputes the weights instead of keeping them.
 
-    Inputs: q (N, bq*bq, dqk), k (N, dqk, win*win) and v (N, dv, win*win) (keys and values channels
-    first), any float dtype; rel (N, bq*bq, 2*win), the unscaled relative logits from
-    ``RelPosEmbed(spread=False)``.
+    Inputs: q (N, bq*bq, dqk), any float dtype; rel (N, bq*bq, 2*win), the unscaled relative logits from
+    ``RelPosEmbed(spread=False)``; src (G, L, chunk), ``HaloAttention``'s padded channels-first kv map as rows
+    of ``chunk`` pixels followed by a zero row; and the constant tables of ``_kv_windows``: ``k_index`` and
+    ``v_index``, whose gathers from src give the keys (N, dqk, win*win) and the values (N, dv, win*win),
+    channels first, and ``inverse``, the inverse table of both, for the backward. The keys are extended here
+    to [keys ; spread^T] (N, dqk + 2*win, win*win).
     Output: (N, dv, bq*bq) float32, channels first: ``v @ softmax(logits)^T``.
 
-    The relative logits are added inside the content matmul (:meth:`logits`): queries and keys are
-    extended by the 2*win relative terms and the 0/1 ``_spread_matrix``, so that one batched matmul
-    writes the full logits, and the scale is applied to the (small) queries, not to the logits.
+    The relative logits are added inside the content matmul (:meth:`logits`): the queries are extended by
+    the 2*win relative terms, the keys by the 0/1 ``_spread_matrix``, so that one batched
+    matmul writes the full logits, and the scale is applied to the (small) queries, not to the logits.
 
-    Memory: the (N, bq*bq, win*win) logits and weights live only inside the forward and the backward
-    of this cell; the step keeps the small inputs and the output (see :meth:`bprop`).
+    Memory: the (N, bq*bq, win*win) logits and weights, and the key/value windows, live only inside the
+    forward and the backward of this cell; the step keeps the small inputs (the kv map, not its windows,
+    which are about (win/b)^2 = 3x larger) and the output (see :meth:`bprop`).
     """
 
     def __init__(self, scale: float, scale_pos_embed: bool):
@@ -239,48 +250,44 @@ class AttentionCore(Float32Cell):
         self.softmax = ops.Softmax(-1)  # a primitive: the functional softmax, used in construct and bprop,
         # left an empty function graph under amp in Graph mode (MindSpore 2.8.0)
 
-    def logits(self, q: Tensor, k: Tensor, rel: Tensor) -> Tensor:
+    def logits(self, q: Tensor, k_ext: Tensor, rel: Tensor) -> Tensor:
         """(q . k + rel) * scale (``scale_pos_embed``) or (q * scale) . k + rel, in the dtype of the inputs:
         [q*s | rel*s'] @ [k ; spread^T], one batched matmul over dqk + 2*win."""
-        n, _, win2 = k.shape
-        two_win = rel.shape[-1]
-        spread = ops.broadcast_to(_spread_tensor(two_win // 2, True).astype(k.dtype), (n, two_win, win2))
         if self.scale_pos_embed:
             q_ext = ops.concat((q, rel), -1) * self.scale
         else:
             q_ext = ops.concat((q * self.scale, rel), -1)
-        return ops.bmm(q_ext, ops.concat((k, spread), 1))
+        return ops.bmm(q_ext, k_ext)
 
-    def weights(self, q: Tensor, k: Tensor, rel: Tensor) -> Tensor:
+    def weights(self, q: Tensor, k_ext: Tensor, rel: Tensor) -> Tensor:
         """(N, bq*bq, win*win) float32 softmax weights, rows summing to 1."""
-        return self.softmax(self.logits(q.astype(ms.float32), k.astype(ms.float32), rel.astype(ms.float32)))
+        return self.softmax(self.logits(q.astype(ms.float32), k_ext.astype(ms.float32), rel.astype(ms.float32)))
 
-    def _forward(self, q: Tensor, k: Tensor, rel: Tensor, v: Tensor) -> Tensor:
-        return self.bmm_nt(v.astype(ms.float32), self.weights(q, k, rel))  # (n, dv, bq*bq)
+    def _forward(self, q: Tensor, k_ext: Tensor, rel: Tensor, v: Tensor) -> Tensor:
+        return self.bmm_nt(v.astype(ms.float32), self.weights(q, k_ext, rel))  # (n, dv, bq*bq)
 
-    def _backward(self, q: Tensor, k: Tensor, rel: Tensor, v: Tensor, out: Tensor, dout: Tensor):
+    def _backward(self, q: Tensor, k_ext: Tensor, rel: Tensor, v: Tensor, out: Tensor, dout: Tensor):
         dout = dout.astype(ms.float32)  # (n, dv, bq*bq)
         # recompute only once dout exists: without the dependency Graph mode may schedule the recomputation
         # right after the forward, and then every layer's weights are alive at once
-        qf, kf = ops.depend(q.astype(ms.float32), dout), ops.depend(k.astype(ms.float32), dout)
+        qf, kf = ops.depend(q.astype(ms.float32), dout), ops.depend(k_ext.astype(ms.float32), dout)
         rf, vf = ops.depend(rel.astype(ms.float32), dout), v.astype(ms.float32)
         attn = self.weights(qf, kf, rf)  # (n, bq*bq, win*win), recomputed
-        n, bq2, win2 = attn.shape
-        # (n, 1, bq*bq); the sum over dv as a matmul with ones (CPU ReduceSum over a middle axis is slow)
-        row = ops.bmm(ops.ones((n, 1, dout.shape[1]), ms.float32), dout * out.astype(ms.float32))
+        n, _, win2 = attn.shape
+        dqk = q.shape[-1]
+        row = sum_axis1(dout * out.astype(ms.float32))  # (n, 1, bq*bq), the sum over dv
         dv = ops.bmm(dout, attn)  # (n, dv, win*win)
         dattn = self.bmm_tn(ops.concat((dout, -row), 1),
                             ops.concat((vf, ops.ones((n, 1, win2), ms.float32)), 1))  # dw - row, (n, bq*bq, win*win)
         dlogits = attn * dattn  # softmax backward
-        dq = self.bmm_nt(dlogits, kf) * self.scale  # (n, bq*bq, dqk)
+        dq_ext = self.bmm_nt(dlogits, kf)  # (n, bq*bq, dqk + 2*win) = [dq / s | drel / s'], one matmul for both
         dk = self.bmm_tn(qf, dlogits) * self.scale  # (n, dqk, win*win)
-        spread = _spread_tensor(rel.shape[-1] // 2, False)
-        drel = ops.matmul(dlogits.reshape(n * bq2, win2), spread).reshape(n, bq2, -1)
         if self.scale_pos_embed:
-            drel = drel * self.scale
-        return dq, dk, drel, dv
+            dq_ext = dq_ext * self.scale
+            return dq_ext[:, :, :dqk], dk, dq_ext[:, :, dqk:], dv
+        return dq_ext[:, :, :dqk] * self.scale, dk, dq_ext[:, :, dqk:], dv
 
-    def construct(self, q: Tensor, k: Tensor, rel: Tensor, v: Tensor) -> Tensor:
+    def _attend(self, q: Tensor, k: Tensor, rel: Tensor, v: Tensor) -> Tensor:
         spans = _problem_spans(q.shape[0], q.shape[1] * k.shape[2])
         if len(spans) == 1:
             return self._forward(q, k, rel, v)
@@ -292,54 +299,71 @@ class AttentionCore(Float32Cell):
             outs = outs + (self._forward(qi, k[start:stop], rel[start:stop], v[start:stop]),)
         return ops.concat(outs, 0)
 
-    def bprop(self, q: Tensor, k: Tensor, rel: Tensor, v: Tensor, out: Tensor, dout: Tensor):
+    def _attend_backward(self, q: Tensor, k: Tensor, rel: Tensor, v: Tensor, out: Tensor, dout: Tensor):
+        spans = _problem_spans(q.shape[0], q.shape[1] * k.shape[2])
+        if len(spans) == 1:
+            return self._backward(q, k, rel, v, out, dout)
+        dqs, dks, drels, dvs = (), (), (), ()
+        for start, stop in spans:
+            douti = dout[start:stop]
+            if start > 0:
+                douti = ops.depend(ops.depend(ops.depend(ops.depend(douti, dqs[-1]), dks[-1]), drels[-1]), dvs[-1])
+            dqi, dki, dreli, dvi = self._backward(q[start:stop], k[start:stop], rel[start:stop], v[start:stop],
+                                                  out[start:stop], douti)
+            dqs, dks, drels, dvs = dqs + (dqi,), dks + (dki,), drels + (dreli,), dvs + (dvi,)
+        return ops.concat(dqs, 0), ops.concat(dks, 0), ops.concat(drels, 0), ops.concat(dvs, 0)
+
+    @staticmethod
+    def _windows(q: Tensor, src: Tensor, rel: Tensor, k_index: Tensor, v_index: Tensor):
+        """Extended keys [k ; spread^T] (N, dqk + 2*win, win*win) and values (N, dv, win*win), channels first:
+        keys and values each one gather from src (G, L, chunk); N is q's first axis, win half of rel's last."""
+        n, win = q.shape[0], rel.shape[-1] // 2
+        k = ops.gather(src, k_index, 1).reshape(n, -1, win * win)
+        # N copies of the spread block, made at run time: as a gather of whole rows (BroadcastTo on the CPU
+        # backend took about 130 ms more per fwd+bwd at h1's first-stage shape) of a table that depends on k
+        # (a broadcast of the constant alone is folded by Graph mode into an (N, 2*win, win*win) constant of every
+        # layer and span, held for the whole process: h1, batch 8, about 320 MB)
+        table = ops.depend(_spread_tensor(win).astype(k.dtype).reshape(1, -1), k)
+        spread = ops.gather(table, _zero_index(n), 0).reshape(n, 2 * win, win * win)
+        return ops.concat((k, spread), 1), ops.gather(src, v_index, 1).reshape(n, -1, win * win)
+
+    def construct(self, q: Tensor, src: Tensor, rel: Tensor, k_index: Tensor, v_index: Tensor,
+                  inverse: Tensor) -> Tensor:
+        k_ext, v = self._windows(q, src, rel, k_index, v_index)
+        return self._attend(q, k_ext, rel, v)
+
+    def bprop(self, q: Tensor, src: Tensor, rel: Tensor, k_index: Tensor, v_index: Tensor, inverse: Tensor,
+              out: Tensor, dout: Tensor):
         """The gradient autodiff would give, with the weights recomputed from q, k, rel (so the forward
         keeps no (N, bq*bq, win*win) tensor for the backward) and three full-size passes fewer:
 
         - the softmax backward's row term sum_j w_ij dw_ij equals sum_c dout_ci out_ci (small tensors);
         - it is subtracted inside the matmul that writes dw: [dout ; -row]^T @ [v ; 1];
+        - one matmul with the extended keys gives the gradients of q and of the relative terms;
         - no broadcasting binary op (MindSpore's CPU kernels keep, for the whole step, a broadcast op's
           index workspace of 4x its output size), and the scale goes on the small gradients.
 
-        Like the forward, it runs over spans of at most ``_SPAN_ELEMENTS`` logits, one after the other.
+        The windows are cut again here from src (the step keeps the map, not the windows), and the
+        gradient of keys and values goes back to the map through the gather's own backward
+        (``gather_backward``); the zero row gets none. Like the forward, it runs over
+        spans of at most ``_SPAN_ELEMENTS`` logits, one after the other.
         """
-        spans = _problem_spans(q.shape[0], q.shape[1] * k.shape[2])
-        if len(spans) == 1:
-            dq, dk, drel, dv = self._backward(q, k, rel, v, out, dout)
-        else:
-            dqs, dks, drels, dvs = (), (), (), ()
-            for start, stop in spans:
-                douti = dout[start:stop]
-                if start > 0:
-                    douti = ops.depend(ops.depend(ops.depend(ops.depend(douti, dqs[-1]), dks[-1]), drels[-1]), dvs[-1])
-                dqi, dki, dreli, dvi = self._backward(q[start:stop], k[start:stop], rel[start:stop], v[start:stop],
-                                                      out[start:stop], douti)
-                dqs, dks, drels, dvs = dqs + (dqi,), dks + (dki,), drels + (dreli,), dvs + (dvi,)
-            dq, dk, drel, dv = ops.concat(dqs, 0), ops.concat(dks, 0), ops.concat(drels, 0), ops.concat(dvs, 0)
-        return dq.astype(q.dtype), dk.astype(k.dtype), drel.astype(rel.dtype), dv.astype(v.dtype)
+        k_ext, v = self._windows(q, ops.depend(src, dout), rel, k_index, v_index)  # cut again once dout exists
+        dq, dk, drel, dv = self._attend_backward(q, k_ext, rel, v, out, dout)
+        g, _, chunk = src.shape
+        # [all key windows ; all value windows ; a zero row] per g, the layout ``inverse`` is built for: one concat
+        dkv = ops.concat((dk.reshape(g, -1, chunk), dv.reshape(g, -1, chunk), ops.zeros((g, 1, chunk), dk.dtype)), 1)
+        dsrc = gather_backward(dkv, inverse, padded=True)
+        return (dq.astype(q.dtype), dsrc.astype(src.dtype), drel.astype(rel.dtype),
+                ops.zeros_like(k_index), ops.zeros_like(v_index), ops.zeros_like(inverse))
 
 
-class SplitChannels(nn.Cell):
-    """(N, a + b, L) -> (N, a, L), (N, b, L); ``sizes`` = (a, b). Its backward is one concat of the two
-    gradients: autodiff's (two StridedSliceGrads into zero tensors of the full size, then an add) makes
-    three full-size passes instead."""
-
-    def __init__(self, sizes):
-        super().__init__()
-        self.sizes = tuple(int(s) for s in sizes)
-
-    def construct(self, x: Tensor):
-        a = self.sizes[0]
-        return x[:, :a], x[:, a:]
-
-    def bprop(self, x: Tensor, out, dout):
-        return (ops.concat((dout[0], dout[1]), 1),)
-
-
-# The attention core runs its N problems in spans of at most this many float32 logits (32 MiB):
+# The attention core runs its N problems in spans of at most this many float32 logits (128 MiB):
 # each span's (n, bq*bq, win*win) tensors are freed before the next span starts, so a layer's
-# transient memory does not grow with the batch beyond one span.
-_SPAN_ELEMENTS = 1 << 23
+# transient memory does not grow with the batch beyond one span. Each span also costs graph and kernel
+# memory (CPU: about 7 MB). h1's train-step peak at batch 8 (round 3, spread made at run time, windows still kept)
+# with 2^23 / 2^24 / 2^25 / no spans: 3,045 / 3,007 / 2,982 / 2,952 MB. Spans matter at the recipes' 64 per card.
+_SPAN_ELEMENTS = 1 << 25
 
 
 @constexpr
@@ -437,18 +461,27 @@ def _window_chunk_array(height: int, width: int, nh: int, nw: int, step: int, si
 
 
 @lru_cache(maxsize=256)
-def _window_chunk_tables(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int,
-                         channels: int, first: int, total: int, chunk: int):
-    index = _window_chunk_array(height, width, nh, nw, step, size, offset, channels, first, total, chunk)
+def _kv_window_tables(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int,
+                      dqk: int, dv: int, chunk: int):
+    """(k_index, v_index, inverse) for gathers along axis 1 of a (G, rows + 1, chunk) source: the column-padded
+    channels-first kv map (dqk key then dv value channels) as ``rows`` chunks, then its zero chunk.
+
+    - k_index: per window (blocks row-major), its key chunks: the gather reshaped is (N, dqk, size*size);
+    - v_index: per window, its value chunks: (N, dv, size*size);
+    - inverse: of the two tables one after the other, [k_index, v_index], for the gradient of all key windows
+      followed by all value windows of a g (the zero chunk gets none)."""
+    total = dqk + dv
+    keys = _window_chunk_array(height, width, nh, nw, step, size, offset, dqk, 0, total, chunk)
+    values = _window_chunk_array(height, width, nh, nw, step, size, offset, dv, dqk, total, chunk)
     zero = total * height * _padded_width(width, nw, step, size, offset, chunk) // chunk
-    return Tensor(index), inverse_table(index, zero + 1, zero)
+    return Tensor(keys), Tensor(values), inverse_table(np.concatenate((keys, values)), zero + 1, zero)
 
 
 @constexpr
-def _window_chunks(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int,
-                   channels: int, first: int, total: int, chunk: int):
-    """(index, inverse) of ``_window_chunk_array`` for ``RowGather``."""
-    return _window_chunk_tables(height, width, nh, nw, step, size, offset, channels, first, total, chunk)
+def _kv_windows(height: int, width: int, nh: int, nw: int, step: int, size: int, offset: int,
+                dqk: int, dv: int, chunk: int):
+    """``_kv_window_tables`` as compile-time constants (cached per size in PyNative)."""
+    return _kv_window_tables(height, width, nh, nw, step, size, offset, dqk, dv, chunk)
 
 
 @constexpr
@@ -553,7 +586,6 @@ class HaloAttention(nn.Cell):
         self.attend = AttentionCore(self.scale, self.scale_pos_embed)
         self.gather = RowGather()  # ops.gather along rows, with a gather (not a scatter) as its backward
         self.permute = RowGather(permutation=True)  # the same, for an index that is a permutation
-        self.split_kv = SplitChannels((self.dim_head_qk, self.dim_head_v))
         self.pool = nn.AvgPool2d(kernel_size=2, stride=2) if self.use_avg_pool else nn.Identity()
         self.description = f"HaloAttention({self.extend_repr()})"  # names the layer in input errors
 
@@ -593,20 +625,18 @@ class HaloAttention(nn.Cell):
             kv = ops.concat((ops.zeros((g, dqk + dv, H, left), kv.dtype), kv,
                              ops.zeros((g, dqk + dv, H, right), kv.dtype)), 3)
         rows = (dqk + dv) * H * (W + left + right) // chunk
-        kv = ops.concat((kv.reshape(g, rows, chunk), ops.zeros((g, 1, chunk), kv.dtype)), 1)
-        kv_index, kv_inverse = _window_chunks(H, W, nh, nw, b, win, p, dqk + dv, 0, dqk + dv, chunk)
-        # one gather for keys and values, then split: two gathers would each, in the backward, gather and sum
-        # K copies of the whole kv map (half of them zeros) and then add the two
-        kv = self.gather(kv, kv_index, kv_inverse).reshape(n, dqk + dv, win * win)
-        k, v = self.split_kv(kv)
+        # the source of AttentionCore's gathers: the map's chunks and a zero chunk (window rows outside the map)
+        src = ops.concat((kv.reshape(g, rows, chunk), ops.zeros((g, 1, chunk), kv.dtype)), 1)
+        k_index, v_index, kv_inverse = _kv_windows(H, W, nh, nw, b, win, p, dqk, dv, chunk)
 
-        # logits, softmax and the weighted values in float32, the result back in the compute dtype.
-        # Cast here, not only inside the Float32Cells: under amp O2/O3 in Graph mode a Float32Cell's input
-        # arrives cast to float32, and AttentionCore's custom bprop then returns float32 gradients that
-        # autodiff cannot add to RelPosEmbed's float16 ones (AddN type error at compile time).
-        out_dtype = v.dtype
-        q, k, v = q.astype(ms.float32), k.astype(ms.float32), v.astype(ms.float32)
-        out = self.attend(q, k, self.pos_embed(q, False), v).astype(out_dtype)  # (N, dv, bq*bq), channels first
+        # the windows are cut inside AttentionCore, so that the step keeps this map for the backward and not
+        # the 3x larger windows. Logits, softmax and the weighted values run in float32, the result back in the
+        # compute dtype. Cast here, not only inside the Float32Cells: under amp O2/O3 in Graph mode a
+        # Float32Cell's input arrives cast to float32, and AttentionCore's custom bprop then returns float32
+        # gradients that autodiff cannot add to RelPosEmbed's float16 ones (AddN type error at compile time).
+        out_dtype = kv.dtype
+        q, src = q.astype(ms.float32), src.astype(ms.float32)
+        out = self.attend(q, src, self.pos_embed(q, False), k_index, v_index, kv_inverse).astype(out_dtype)
 
         # blocks back to a channels-first map, rows of bq pixels at a time; queries outside the map dropped
         out_index, out_inverse = _unblock_chunks(nh, nw, bq, dv)

@@ -5,8 +5,8 @@ rows of src -> (G, M, C). Autodiff would give the backward as a scatter-add of d
 (G, L, C) buffer; MindSpore's CPU kernel for that keeps workspaces several times the size of dout
 alive for the whole step. Here the table is a constant (known at compile time), so its inverse is
 too: ``inverse`` (K, L) lists, for every source row l, the (at most K) output rows that read it,
-padded with M (an extra zero row of dout). The backward is then one gather of dout and a sum over K
-(a batched matmul with ones):
+padded with M (an extra zero row of dout). The backward (``gather_backward``) is then one gather of
+dout and a sum over K (a batched matmul with ones, ``sum_axis1``):
 
     dsrc[:, l] = sum_k  [dout, 0][:, inverse[k, l]]
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from mindspore import Tensor, nn, ops
 
-__all__ = ["RowGather", "inverse_table"]
+__all__ = ["RowGather", "inverse_table", "gather_backward", "sum_axis1"]
 
 
 def inverse_table(index: np.ndarray, rows: int, constant_row: int = -1) -> Tensor:
@@ -59,16 +59,27 @@ class RowGather(nn.Cell):
         return ops.gather(src, index, 1)
 
     def bprop(self, src: Tensor, index: Tensor, inverse: Tensor, out: Tensor, dout: Tensor):
-        g, m, c = dout.shape
-        k, rows = inverse.shape
-        if self.permutation:
-            return ops.gather(dout, inverse.reshape(-1), 1), ops.zeros_like(index), ops.zeros_like(inverse)
-        padded = ops.concat((dout, ops.zeros((g, 1, c), dout.dtype)), 1)  # (G, M + 1, C)
-        if k == 1:
-            dsrc = ops.gather(padded, inverse.reshape(-1), 1)
-        else:
-            # the sum over K as a batched matmul with ones: MindSpore's CPU ReduceSum over this middle axis
-            # is 4-5x slower (23 vs 5 ms at HaloAttention's kv shapes, 64 x 4 x 22,528)
-            parts = ops.gather(padded, inverse.reshape(-1), 1).reshape(g, k, rows * c)
-            dsrc = ops.bmm(ops.ones((g, 1, k), dout.dtype), parts).reshape(g, rows, c)
-        return dsrc, ops.zeros_like(index), ops.zeros_like(inverse)
+        return gather_backward(dout, inverse, self.permutation), ops.zeros_like(index), ops.zeros_like(inverse)
+
+
+def sum_axis1(x: Tensor) -> Tensor:
+    """(G, K, L) -> (G, 1, L), the sum over K, as a batched matmul with a row of ones: MindSpore's CPU
+    ReduceSum over this middle axis is 4-5x slower (23 vs 5 ms at HaloAttention's kv shapes, 64 x 4 x 22,528)."""
+    g, k, _ = x.shape
+    return ops.bmm(ops.ones((g, 1, k), x.dtype), x)
+
+
+def gather_backward(dout: Tensor, inverse: Tensor, permutation: bool = False, padded: bool = False) -> Tensor:
+    """The gradient of ``ops.gather(src, index, 1)`` for the source, from dout (G, M, C) and the (K, L) inverse
+    table of ``index`` (``inverse_table``): (G, L, C). ``permutation``: ``index`` is a permutation (K = 1, no
+    padding entry), so dout is gathered as it is, without appending its zero row. ``padded``: dout already
+    ends with that zero row, (G, M + 1, C) (a caller that builds dout with a concat appends it there)."""
+    g, _, c = dout.shape
+    k, rows = inverse.shape
+    if permutation:
+        return ops.gather(dout, inverse.reshape(-1), 1)
+    padded = dout if padded else ops.concat((dout, ops.zeros((g, 1, c), dout.dtype)), 1)  # (G, M + 1, C)
+    if k == 1:
+        return ops.gather(padded, inverse.reshape(-1), 1)
+    parts = ops.gather(padded, inverse.reshape(-1), 1).reshape(g, k, rows * c)
+    return sum_axis1(parts).reshape(g, rows, c)

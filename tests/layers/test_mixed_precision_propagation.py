@@ -118,8 +118,9 @@ class _NoHooksAttentionCore(ha.AttentionCore):
 class _PlainAttentionCore(_NoHooksAttentionCore):
     """... and without the explicit casts: the naive computation."""
 
-    def construct(self, q, k, rel, v):
-        return self.bmm_nt(v, ops.softmax(self.logits(q, k, rel), -1))
+    def construct(self, q, src, rel, k_index, v_index, inverse):
+        k_ext, v = self._windows(q, src, rel, k_index, v_index)
+        return self.bmm_nt(v, ops.softmax(self.logits(q, k_ext, rel), -1))
 
 
 @pytest.fixture(params=list(MODES), ids=list(MODES))

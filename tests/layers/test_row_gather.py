@@ -188,3 +188,41 @@ def test_unblock_chunks_put_channels_first_blocks_back():
     blocks = y.reshape(channels, nh, bq, nw, bq).transpose(1, 3, 0, 2, 4)  # (nh, nw, channel, y, x)
     got = blocks.reshape(-1, bq)[_unblock_chunk_array(nh, nw, bq, channels)]
     np.testing.assert_array_equal(got.reshape(y.shape), y)
+
+
+@pytest.mark.parametrize("height, width, step, size, offset", [(20, 12, 8, 14, 3), (16, 16, 8, 12, 2)])
+def test_kv_window_tables_cut_keys_and_values_and_invert_both(height, width, step, size, offset):
+    """``AttentionCore``'s tables: k_index and v_index read the key and the value windows (channels
+    [0, dqk) and [dqk, dqk + dv)) of the column-padded kv map, and ``inverse`` sends every source chunk's
+    gradient to exactly the (key, value) outputs that read it: the gradient of concat(keys, values) taken
+    through it equals a NumPy scatter-add, the zero chunk getting none."""
+    import math
+
+    from mindcv_halonet.layers.halo_attention import _kv_window_tables, _padded_width
+
+    dqk, dv = 2, 3
+    total, chunk = dqk + dv, math.gcd(step, size)
+    nh, nw = -(-height // step), -(-width // step)
+    wp = _padded_width(width, nw, step, size, offset, chunk)
+    x = np.random.default_rng(4).standard_normal((total, height, width))
+    padded_cols = np.zeros((total, height, wp))
+    padded_cols[:, :, offset:offset + width] = x
+    src = np.concatenate([padded_cols.reshape(-1, chunk), np.zeros((1, chunk))])
+    k_index, v_index, inverse = (t.asnumpy() for t in _kv_window_tables(height, width, nh, nw, step, size, offset,
+                                                                          dqk, dv, chunk))
+    pad = np.zeros((total, nh * step + 2 * size, nw * step + 2 * size))
+    pad[:, offset:offset + height, offset:offset + width] = x
+    want = np.stack([pad[:, r * step:r * step + size, c * step:c * step + size]
+                     for r in range(nh) for c in range(nw)])  # (nb, total, size, size)
+    np.testing.assert_array_equal(src[k_index].reshape(nh * nw, dqk, size, size), want[:, :dqk])
+    np.testing.assert_array_equal(src[v_index].reshape(nh * nw, dv, size, size), want[:, dqk:])
+
+    # the inverse of the two tables one after the other: all key windows, then all value windows
+    both = np.concatenate([k_index, v_index])
+    dout = np.random.default_rng(5).standard_normal((both.size, chunk))
+    want_grad = np.zeros_like(src)
+    np.add.at(want_grad, both, dout)
+    want_grad[-1] = 0.0  # the zero chunk is a constant
+    assert inverse.shape[1] == src.shape[0]
+    got_grad = np.concatenate([dout, np.zeros((1, chunk))])[inverse].sum(0)
+    np.testing.assert_allclose(got_grad, want_grad, rtol=1e-12, atol=1e-12)
