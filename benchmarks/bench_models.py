@@ -86,11 +86,39 @@ def steady_step_peak_mb(fn):
     return status_mb("VmHWM")
 
 
+def mindspore_train_step(net, x, y):
+    """The benchmarks' MindSpore train step on (x, y): mean sparse cross-entropy, backward, SGD-momentum update
+    (lr 0.01, momentum 0.9), as a closure that returns the loss as NumPy."""
+    from mindspore import nn
+
+    loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+    opt = nn.Momentum(net.trainable_params(), learning_rate=0.01, momentum=0.9)
+    step = nn.TrainOneStepCell(nn.WithLossCell(net, loss), opt)
+    step.set_train(True)
+    return lambda: step(x, y).asnumpy()
+
+
+def torch_train_step(net, x, y):
+    """The same step for a PyTorch model: cross-entropy, backward, SGD with momentum 0.9, lr 0.01."""
+    import torch
+
+    net.train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    crit = torch.nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        crit(net(x), y).backward()
+        opt.step()
+
+    return step
+
+
 def worker_mindspore(model_name, mode_name, task, args):
     import numpy as np
 
     import mindspore as ms
-    from mindspore import Tensor, nn
+    from mindspore import Tensor
 
     ms.set_context(mode=ms.GRAPH_MODE if mode_name == "graph" else ms.PYNATIVE_MODE, device_target="CPU")
     ms.set_seed(0)
@@ -113,11 +141,7 @@ def worker_mindspore(model_name, mode_name, task, args):
         net.set_train(False)
         fn = lambda: net(x).asnumpy()  # noqa: E731
     else:
-        loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
-        opt = nn.Momentum(net.trainable_params(), learning_rate=0.01, momentum=0.9)
-        step = nn.TrainOneStepCell(nn.WithLossCell(net, loss), opt)
-        step.set_train(True)
-        fn = lambda: step(x, y).asnumpy()  # noqa: E731
+        fn = mindspore_train_step(net, x, y)
     t0 = time.perf_counter()
     fn()
     first = time.perf_counter() - t0
@@ -147,14 +171,7 @@ def worker_torch(model_name, task, args):
             with torch.no_grad():
                 net(x)
     else:
-        net.train()
-        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-        crit = torch.nn.CrossEntropyLoss()
-
-        def fn():
-            opt.zero_grad(set_to_none=True)
-            crit(net(x), y).backward()
-            opt.step()
+        fn = torch_train_step(net, x, y)
 
     t0 = time.perf_counter()
     fn()

@@ -25,7 +25,8 @@ import subprocess
 import sys
 import time
 
-from bench_models import TIMM_NAMES, atomic_write, reset_peak_rss, status_mb  # this script's own folder
+from bench_models import (TIMM_NAMES, atomic_write, mindspore_train_step, reset_peak_rss, status_mb,  # this script's own folder
+                          torch_train_step)
 
 MS_VARIANTS = ("full", "ms_silu", "relu", "attn_proj", "noattn_relu", "tiny", "resnet50")
 TORCH_VARIANTS = ("timm", "timm_attn_proj")
@@ -122,11 +123,7 @@ def worker_mindspore(args):
         net = _build_ours(args.model, args.variant)
     x = Tensor(np.random.default_rng(0).standard_normal((args.batch, 3, args.size, args.size)).astype(np.float32))
     y = Tensor((np.arange(args.batch) % 1000).astype(np.int32))
-    loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
-    opt = nn.Momentum(net.trainable_params(), learning_rate=0.01, momentum=0.9)
-    step = nn.TrainOneStepCell(nn.WithLossCell(net, loss), opt)
-    step.set_train(True)
-    return _measure(lambda: step(x, y).asnumpy(), status_mb("VmRSS"))
+    return _measure(mindspore_train_step(net, x, y), status_mb("VmRSS"))
 
 
 # ------------------------------------------------------------------------------------------ torch
@@ -160,16 +157,7 @@ def worker_torch(args):
                     setattr(parent, name, ProjectionsOnly(child))
     x = torch.randn(args.batch, 3, args.size, args.size)
     y = torch.arange(args.batch) % 1000
-    net.train()
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    crit = torch.nn.CrossEntropyLoss()
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        crit(net(x), y).backward()
-        opt.step()
-
-    return _measure(step, status_mb("VmRSS"))
+    return _measure(torch_train_step(net, x, y), status_mb("VmRSS"))
 
 
 def run_worker(args):
@@ -177,7 +165,7 @@ def run_worker(args):
         res = worker_torch(args) if args.variant in TORCH_VARIANTS else worker_mindspore(args)
         res["ok"] = True
     except Exception as exc:
-        res = {"ok": False, "error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"}
+        res = {"ok": False, "error": f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [repr(exc)])[0][:200]}"}
     print("RESULT " + json.dumps(res), flush=True)
 
 

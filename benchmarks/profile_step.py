@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 
-from bench_models import TIMM_NAMES, atomic_write, median_time  # this script's own folder
+from bench_models import TIMM_NAMES, atomic_write, median_time, mindspore_train_step, torch_train_step  # own folder
 
 CATEGORIES = ("convolution", "batchnorm", "activation", "attention", "optimizer", "other")
 
@@ -72,7 +72,7 @@ def worker_mindspore(model, args):
     import numpy as np
 
     import mindspore as ms
-    from mindspore import Tensor, nn
+    from mindspore import Tensor
 
     ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
     ms.set_seed(0)
@@ -85,16 +85,13 @@ def worker_mindspore(model, args):
 
         net = getattr(ours, model)(num_classes=1000)
     x, y = (Tensor(a) for a in _inputs(np, args.batch, args.size))
-    loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
-    opt = nn.Momentum(net.trainable_params(), learning_rate=0.01, momentum=0.9)
-    step = nn.TrainOneStepCell(nn.WithLossCell(net, loss), opt)
-    step.set_train(True)
-    wall = _wall(lambda: step(x, y).asnumpy(), args.steps)
+    step = mindspore_train_step(net, x, y)
+    wall = _wall(step, args.steps)
     out = tempfile.mkdtemp(prefix="profile_step_")
     try:
         prof = ms.Profiler(output_path=out)
         for _ in range(args.steps):
-            step(x, y).asnumpy()
+            step()
         prof.analyse()
         tables = glob.glob(os.path.join(out, "*", "FRAMEWORK", "cpu_op_detail_info_0.csv"))
         if not tables:
@@ -120,16 +117,8 @@ def worker_torch(model, args):
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     net = timm.create_model(TIMM_NAMES[model], num_classes=1000)
-    net.train()
     x, y = _inputs(np, args.batch, args.size)
-    x, y = torch.from_numpy(x), torch.from_numpy(y).long()
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    crit = torch.nn.CrossEntropyLoss()
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        crit(net(x), y).backward()
-        opt.step()
+    step = torch_train_step(net, torch.from_numpy(x), torch.from_numpy(y).long())
 
     wall = _wall(step, args.steps)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
