@@ -24,8 +24,9 @@ reads the gradient as it is, without a padded copy.
 
 Memory: ``AttentionCore`` keeps no (N, bq*bq, win*win) tensor for the backward (it recomputes the
 weights there) and no key/value window (it cuts them again from the kv map), makes its (N, 2*win,
-win*win) spread block at run time (Graph mode would otherwise hold it as a constant), and runs its N problems in spans of at most ``_SPAN_ELEMENTS`` logits, so that
-a layer's transient memory stops growing with the batch beyond one span.
+win*win) spread block at run time (Graph mode would otherwise hold it as a constant), and runs its N
+problems in spans of at most ``_SPAN_ELEMENTS`` logits, so that a layer's transient memory stops
+growing with the batch beyond one span.
 
 Sizes that are not a multiple of ``block_size``
 -----------------------------------------------
@@ -287,28 +288,28 @@ class AttentionCore(Float32Cell):
             return dq_ext[:, :, :dqk], dk, dq_ext[:, :, dqk:], dv
         return dq_ext[:, :, :dqk] * self.scale, dk, dq_ext[:, :, dqk:], dv
 
-    def _attend(self, q: Tensor, k: Tensor, rel: Tensor, v: Tensor) -> Tensor:
-        spans = _problem_spans(q.shape[0], q.shape[1] * k.shape[2])
+    def _attend(self, q: Tensor, k_ext: Tensor, rel: Tensor, v: Tensor) -> Tensor:
+        spans = _problem_spans(q.shape[0], q.shape[1] * k_ext.shape[2])
         if len(spans) == 1:
-            return self._forward(q, k, rel, v)
+            return self._forward(q, k_ext, rel, v)
         outs = ()
         for start, stop in spans:  # one span after the other: each one's logits are freed before the next
             qi = q[start:stop]
             if start > 0:
                 qi = ops.depend(qi, outs[-1])
-            outs = outs + (self._forward(qi, k[start:stop], rel[start:stop], v[start:stop]),)
+            outs = outs + (self._forward(qi, k_ext[start:stop], rel[start:stop], v[start:stop]),)
         return ops.concat(outs, 0)
 
-    def _attend_backward(self, q: Tensor, k: Tensor, rel: Tensor, v: Tensor, out: Tensor, dout: Tensor):
-        spans = _problem_spans(q.shape[0], q.shape[1] * k.shape[2])
+    def _attend_backward(self, q: Tensor, k_ext: Tensor, rel: Tensor, v: Tensor, out: Tensor, dout: Tensor):
+        spans = _problem_spans(q.shape[0], q.shape[1] * k_ext.shape[2])
         if len(spans) == 1:
-            return self._backward(q, k, rel, v, out, dout)
+            return self._backward(q, k_ext, rel, v, out, dout)
         dqs, dks, drels, dvs = (), (), (), ()
         for start, stop in spans:
             douti = dout[start:stop]
             if start > 0:
                 douti = ops.depend(ops.depend(ops.depend(ops.depend(douti, dqs[-1]), dks[-1]), drels[-1]), dvs[-1])
-            dqi, dki, dreli, dvi = self._backward(q[start:stop], k[start:stop], rel[start:stop], v[start:stop],
+            dqi, dki, dreli, dvi = self._backward(q[start:stop], k_ext[start:stop], rel[start:stop], v[start:stop],
                                                   out[start:stop], douti)
             dqs, dks, drels, dvs = dqs + (dqi,), dks + (dki,), drels + (dreli,), dvs + (dvi,)
         return ops.concat(dqs, 0), ops.concat(dks, 0), ops.concat(drels, 0), ops.concat(dvs, 0)

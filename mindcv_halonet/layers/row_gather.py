@@ -78,8 +78,8 @@ def gather_backward(dout: Tensor, inverse: Tensor, permutation: bool = False, pa
     k, rows = inverse.shape
     if permutation:
         return ops.gather(dout, inverse.reshape(-1), 1)
-    padded = dout if padded else ops.concat((dout, ops.zeros((g, 1, c), dout.dtype)), 1)  # (G, M + 1, C)
+    with_zero = dout if padded else ops.concat((dout, ops.zeros((g, 1, c), dout.dtype)), 1)  # (G, M + 1, C)
     if k == 1:
-        return ops.gather(padded, inverse.reshape(-1), 1)
-    parts = ops.gather(padded, inverse.reshape(-1), 1).reshape(g, k, rows * c)
+        return ops.gather(with_zero, inverse.reshape(-1), 1)
+    parts = ops.gather(with_zero, inverse.reshape(-1), 1).reshape(g, k, rows * c)
     return sum_axis1(parts).reshape(g, rows, c)
