@@ -15,29 +15,19 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
+
+from bench_models import layer_bench  # this script's own folder
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BENCH = os.path.join(HERE, "bench_models.py")
-LAYER_BENCH = os.path.join(HERE, "bench_halo_attention.py")
 
 
 def measure_layer(path, args):
     """``bench_halo_attention.py --graph-only --halo-only`` under ``path``: forward, forward+backward (ms)
     and forward+backward / a dense bmm of the same MACs timed in the same process."""
-    fd, out = tempfile.mkstemp(suffix=".json")
-    os.close(fd)
-    try:
-        cmd = [sys.executable, LAYER_BENCH, "--graph-only", "--halo-only", "--repeats", str(args.calls),
-               "--threads", str(args.threads), "--json", out]
-        env = dict(os.environ, PYTHONPATH=os.path.abspath(path), OMP_NUM_THREADS=str(args.threads), GLOG_v="3")
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
-        if proc.returncode:
-            return {"ok": False, "error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
-        with open(out) as f:
-            data = json.load(f)
-    finally:
-        os.remove(out)
+    data = layer_bench(args, args.calls, ("--halo-only",), pythonpath=path)
+    if not data["ok"]:
+        return data
     fwd, fwd_bwd = data["ms_per_iter"]["HaloAttention, MindSpore Graph"]
     return {"ok": True, "seconds": fwd_bwd / 1e3, "forward_s": fwd / 1e3, "over_dense": data["fwd_bwd_over_dense_bmm"]}
 

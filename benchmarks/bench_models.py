@@ -559,16 +559,18 @@ def orchestrate(args):
     render(results, args)
 
 
-def run_layer(args):
+def layer_bench(args, repeats, extra=(), pythonpath=None):
     """``bench_halo_attention.py --graph-only`` (its default layer: batch 8, 256 channels, 32x32) in a
-    subprocess: HaloAttention, global attention, timm's HaloAttn and a dense bmm of the same MACs."""
-    print("[layer]", file=sys.stderr, flush=True)
+    subprocess, with ``extra`` arguments and ``pythonpath`` (a tree holding ``mindcv_halonet``) first on
+    ``PYTHONPATH``: its JSON with ``ok`` True, or ``{"ok": False, "error": [last line]}``."""
     fd, out = tempfile.mkstemp(suffix=".json")
     os.close(fd)
     try:
         cmd = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_halo_attention.py"),
-               "--graph-only", "--repeats", str(args.layer_repeats), "--threads", str(args.threads), "--json", out]
+               "--graph-only", *extra, "--repeats", str(repeats), "--threads", str(args.threads), "--json", out]
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), GLOG_v="3")
+        if pythonpath is not None:
+            env["PYTHONPATH"] = os.path.abspath(pythonpath)
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
         if proc.returncode:
             return {"ok": False, "error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
@@ -576,6 +578,12 @@ def run_layer(args):
             return dict(json.load(f), ok=True)
     finally:
         os.remove(out)
+
+
+def run_layer(args):
+    """The layer alone: HaloAttention, global attention, timm's HaloAttn and a dense bmm of the same MACs."""
+    print("[layer]", file=sys.stderr, flush=True)
+    return layer_bench(args, args.layer_repeats)
 
 
 def make_layer_markdown(layer):

@@ -389,15 +389,6 @@ def _window_index_array(height: int, width: int, nh: int, nw: int, step: int, si
     return flat.reshape(-1).astype(np.int32)
 
 
-@lru_cache(maxsize=256)
-def _unblock_index_array(height: int, width: int, nw: int, bq: int) -> np.ndarray:
-    """For each output pixel (y, x), row-major, its row in the (nh*nw*bq*bq) blocked query order."""
-    ys = np.arange(height)[:, None]
-    xs = np.arange(width)[None, :]
-    flat = (((ys // bq) * nw + xs // bq) * bq + ys % bq) * bq + xs % bq
-    return flat.reshape(-1).astype(np.int32)
-
-
 # ---- element tables: every index below points at one element (not one row) of a flat map, so that the
 # windows are cut straight from the channels-first (G, C*H*W) maps and the blocks go straight back to
 # them: no transpose (a MindSpore CPU transpose keeps ~4x its output for the whole step).

@@ -5,8 +5,16 @@ import pytest
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
-from mindcv_halonet.layers.halo_attention import _unblock_index_array, _window_index_array
+from mindcv_halonet.layers.halo_attention import _window_index_array
 from mindcv_halonet.layers.row_gather import RowGather, inverse_table
+
+
+def _unblock_index_array(height, width, nw, bq):
+    """An index that is a permutation with a crop: for each pixel (y, x) of a height x width map, row-major,
+    its row in the (nh*nw*bq*bq) blocked order of bq x bq blocks (the test's input, not a reference)."""
+    ys = np.arange(height)[:, None]
+    xs = np.arange(width)[None, :]
+    return ((((ys // bq) * nw + xs // bq) * bq + ys % bq) * bq + xs % bq).reshape(-1).astype(np.int32)
 
 
 def _scatter_add_reference(index, dout, rows):
