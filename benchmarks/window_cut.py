@@ -11,7 +11,8 @@ give (N, C, win*win) windows from a (G, C, H, W) map and the gradient back to th
   ``gather_backward`` to the bands, then the slices' gradient summed back into the map.
 
 Both are checked against each other (windows equal, gradients within 1e-5) before timing. The parts are
-timed too: each way's gather alone, and the band construction alone. Default shape: halonet_h1's first
+timed too: each way's gather alone, and the band construction alone. All seven are timed in turn, one call of
+each per round, and the medians over the rounds are printed. Default shape: halonet_h1's first
 stage at batch 8 (64 problems per map, 8 key and 8 value channels, 64x64, block 8, halo 3).
 
     OMP_NUM_THREADS=2 python benchmarks/window_cut.py [--batch-heads 64 --size 64 --repeats 10]
@@ -172,16 +173,23 @@ class Gather(nn.Cell):
         return ops.gather(src, self.k_index, 1), ops.gather(src, self.v_index, 1)
 
 
-def time_ms(fn, args, repeats):
-    first = fn(*args)
-    (first[0] if isinstance(first, tuple) else first).asnumpy()
-    times = []
+def _run(fn, args):
+    out = fn(*args)
+    (out[0] if isinstance(out, tuple) else out).asnumpy()
+
+
+def interleaved_ms(calls, repeats):
+    """Median ms of each (fn, args) in ``calls``, timed in turn (one call of each per round, ``repeats`` rounds
+    after one warm-up round), so that load on a shared machine hits all of them alike."""
+    for fn, args in calls:
+        _run(fn, args)
+    times = [[] for _ in calls]
     for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn(*args)
-        (out[0] if isinstance(out, tuple) else out).asnumpy()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+        for i, (fn, args) in enumerate(calls):
+            start = time.perf_counter()
+            _run(fn, args)
+            times[i].append(time.perf_counter() - start)
+    return [statistics.median(t) * 1e3 for t in times]
 
 
 def main():
@@ -224,17 +232,15 @@ def main():
                        .astype(np.float32))
     band_src = Tensor(rng.standard_normal((a.batch_heads, (a.dqk + a.dv) * a.size * a.nw + 1, a.win))
                       .astype(np.float32))
-    rows = [
-        ("forward (pad, gathers)", time_ms(chunk_cut, (x,), a.repeats), time_ms(band_cut, (x,), a.repeats)),
-        ("backward", time_ms(chunk_back, (dk, dv), a.repeats), time_ms(band_back, (dk, dv), a.repeats)),
-        ("the two gathers alone", time_ms(Gather(kci, vci), (chunk_src,), a.repeats),
-         time_ms(Gather(kbi, vbi), (band_src,), a.repeats)),
-        ("band construction alone", 0.0, time_ms(Bands(a), (x,), a.repeats)),
-    ]
+    fwd_c, fwd_b, bwd_c, bwd_b, gat_c, gat_b, band = interleaved_ms(
+        [(chunk_cut, (x,)), (band_cut, (x,)), (chunk_back, (dk, dv)), (band_back, (dk, dv)),
+         (Gather(kci, vci), (chunk_src,)), (Gather(kbi, vbi), (band_src,)), (Bands(a), (x,))], a.repeats)
+    rows = [("forward (pad, gathers)", fwd_c, fwd_b), ("backward", bwd_c, bwd_b),
+            ("the two gathers alone", gat_c, gat_b), ("band construction alone", 0.0, band)]
     mb = kc.nbytes * (1 + a.dv / a.dqk) / 2**20
     print(f"window cut, G={a.batch_heads}, {a.dqk}+{a.dv} channels, {a.size}x{a.size}, block {a.block}, halo "
-          f"{a.halo}: windows {mb:.0f} MB; chunks of {chunk} px vs bands of {a.win} px; medians of {a.repeats}, "
-          f"MindSpore {ms.__version__} Graph, CPU")
+          f"{a.halo}: windows {mb:.0f} MB; chunks of {chunk} px vs bands of {a.win} px; medians of {a.repeats} "
+          f"interleaved rounds, MindSpore {ms.__version__} Graph, CPU")
     print("| part | chunks ms | bands ms | bands / chunks |\n|---|---:|---:|---:|")
     for name, c, b in rows:
         print(f"| {name} | {c:.1f} | {b:.1f} | {b / c:.2f} |" if c else f"| {name} | - | {b:.1f} | - |")
