@@ -67,6 +67,20 @@ def band_tables(a):
     return Tensor(keys), Tensor(values), inverse_table(np.concatenate((keys, values)), zero + 1, zero)
 
 
+def pad_columns(kv, left, width):
+    """(G, C, H, W) -> (G, C, H, width): ``left`` zero columns, the map, zero columns up to ``width``."""
+    g, c, h, w = kv.shape
+    return ops.concat((ops.zeros((g, c, h, left), kv.dtype), kv, ops.zeros((g, c, h, width - left - w), kv.dtype)), 3)
+
+
+def windows_from_rows(rows, k_index, v_index, n, win):
+    """Rows (G, L, run) plus a zero row, gathered by the key and the value table: (N, dqk, win*win), (N, dv, win*win)."""
+    g, _, run = rows.shape
+    src = ops.concat((rows, ops.zeros((g, 1, run), rows.dtype)), 1)
+    return (ops.gather(src, k_index, 1).reshape(n, -1, win * win),
+            ops.gather(src, v_index, 1).reshape(n, -1, win * win))
+
+
 class ChunkCut(nn.Cell):
     def __init__(self, a):
         super().__init__()
@@ -75,12 +89,8 @@ class ChunkCut(nn.Cell):
 
     def construct(self, kv):
         a, g = self.a, kv.shape[0]
-        c, s, chunk = a.dqk + a.dv, a.size, self.chunk
-        kv = ops.concat((ops.zeros((g, c, s, a.halo), kv.dtype), kv, ops.zeros((g, c, s, self.wp - a.halo - s), kv.dtype)), 3)
-        src = ops.concat((kv.reshape(g, -1, chunk), ops.zeros((g, 1, chunk), kv.dtype)), 1)
-        n = g * a.nh * a.nw
-        return (ops.gather(src, self.k_index, 1).reshape(n, -1, a.win * a.win),
-                ops.gather(src, self.v_index, 1).reshape(n, -1, a.win * a.win))
+        rows = pad_columns(kv, a.halo, self.wp).reshape(g, -1, self.chunk)
+        return windows_from_rows(rows, self.k_index, self.v_index, g * a.nh * a.nw, a.win)
 
 
 class ChunkCutBackward(nn.Cell):
@@ -109,7 +119,7 @@ class Bands(nn.Cell):
     def construct(self, kv):
         a, g = self.a, kv.shape[0]
         c, s, b = a.dqk + a.dv, a.size, a.block
-        kv = ops.concat((ops.zeros((g, c, s, a.halo), kv.dtype), kv, ops.zeros((g, c, s, self.wp - a.halo - s), kv.dtype)), 3)
+        kv = pad_columns(kv, a.halo, self.wp)
         pieces = ()
         for j in range(self.pieces):
             piece = kv[:, :, :, j * b:(j + a.nw) * b].reshape(g, c, s, a.nw, b)
@@ -127,12 +137,8 @@ class BandCut(nn.Cell):
         self.k_index, self.v_index, _ = band_tables(a)
 
     def construct(self, kv):
-        a, g = self.a, kv.shape[0]
-        band = self.bands(kv)
-        src = ops.concat((band, ops.zeros((g, 1, a.win), band.dtype)), 1)
-        n = g * a.nh * a.nw
-        return (ops.gather(src, self.k_index, 1).reshape(n, -1, a.win * a.win),
-                ops.gather(src, self.v_index, 1).reshape(n, -1, a.win * a.win))
+        a = self.a
+        return windows_from_rows(self.bands(kv), self.k_index, self.v_index, kv.shape[0] * a.nh * a.nw, a.win)
 
 
 class BandCutBackward(nn.Cell):
