@@ -182,7 +182,7 @@ class RelPosEmbed(Float32Cell):
         index = index.reshape(-1).astype(np.int32)  # (bq*bq*2*win,), all distinct
         self.index, self.inverse = Tensor(index), inverse_table(index, block_size * block_size * 2 * rows)
         self.gather = Float32RowGather()
-        self.spread = Tensor(_spread_matrix(win_size).T.copy())  # (2*win, win*win)
+        self.spread = Tensor(_spread_matrix(win_size))  # (2*win, win*win)
 
     def construct(self, q: Tensor, spread: bool = True) -> Tensor:
         n, bq2, d = q.shape
@@ -200,13 +200,13 @@ class RelPosEmbed(Float32Cell):
 
 @lru_cache(maxsize=64)
 def _spread_matrix(win_size: int) -> np.ndarray:
-    """(win*win, 2*win) float32 0/1: row ky*win + kx has ones in columns ky and win + kx, so that
-    [rel_h | rel_w] @ spread^T puts rel_h[ky] + rel_w[kx] on window position (ky, kx)."""
-    spread = np.zeros((win_size, win_size, 2 * win_size), np.float32)
+    """(2*win, win*win) float32 0/1: column ky*win + kx has ones in rows ky and win + kx, so that
+    [rel_h | rel_w] @ spread puts rel_h[ky] + rel_w[kx] on window position (ky, kx)."""
+    spread = np.zeros((2 * win_size, win_size, win_size), np.float32)
     for i in range(win_size):
-        spread[i, :, i] = 1.0
-        spread[:, i, win_size + i] = 1.0
-    return spread.reshape(win_size * win_size, 2 * win_size)
+        spread[i, i, :] = 1.0
+        spread[win_size + i, :, i] = 1.0
+    return spread.reshape(2 * win_size, win_size * win_size)
 
 
 @constexpr
@@ -217,8 +217,8 @@ def _zero_index(n: int) -> Tensor:
 
 @constexpr
 def _spread_tensor(win_size: int) -> Tensor:
-    """``_spread_matrix`` transposed, (2*win, win*win), as a compile-time constant."""
-    return Tensor(_spread_matrix(win_size).T.copy())
+    """``_spread_matrix`` (2*win, win*win) as a compile-time constant."""
+    return Tensor(_spread_matrix(win_size))
 
 
 class AttentionCore(Float32Cell):
@@ -230,7 +230,7 @@ class AttentionCore(Float32Cell):
     of ``chunk`` pixels followed by a zero row; and the constant tables of ``_kv_windows``: ``k_index`` and
     ``v_index``, whose gathers from src give the keys (N, dqk, win*win) and the values (N, dv, win*win),
     channels first, and ``inverse``, the inverse table of both, for the backward. The keys are extended here
-    to [keys ; spread^T] (N, dqk + 2*win, win*win).
+    to [keys ; spread] (N, dqk + 2*win, win*win).
     Output: (N, dv, bq*bq) float32, channels first: ``v @ softmax(logits)^T``.
 
     The relative logits are added inside the content matmul (:meth:`logits`): the queries are extended by
@@ -253,7 +253,7 @@ class AttentionCore(Float32Cell):
 
     def logits(self, q: Tensor, k_ext: Tensor, rel: Tensor) -> Tensor:
         """(q . k + rel) * scale (``scale_pos_embed``) or (q * scale) . k + rel, in the dtype of the inputs:
-        [q*s | rel*s'] @ [k ; spread^T], one batched matmul over dqk + 2*win."""
+        [q*s | rel*s'] @ [k ; spread], one batched matmul over dqk + 2*win."""
         if self.scale_pos_embed:
             q_ext = ops.concat((q, rel), -1) * self.scale
         else:
@@ -316,7 +316,7 @@ class AttentionCore(Float32Cell):
 
     @staticmethod
     def _windows(q: Tensor, src: Tensor, rel: Tensor, k_index: Tensor, v_index: Tensor):
-        """Extended keys [k ; spread^T] (N, dqk + 2*win, win*win) and values (N, dv, win*win), channels first:
+        """Extended keys [k ; spread] (N, dqk + 2*win, win*win) and values (N, dv, win*win), channels first:
         keys and values each one gather from src (G, L, chunk); N is q's first axis, win half of rel's last."""
         n, win = q.shape[0], rel.shape[-1] // 2
         k = ops.gather(src, k_index, 1).reshape(n, -1, win * win)
